@@ -1,0 +1,133 @@
+"""`tracker-backup list` and `tracker-backup status`: read-only views of the store."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from tracker_backup.config import Config
+from tracker_backup.store import Snapshot, Store, free_bytes, parse_iso, utc_now
+
+
+def human_bytes(n: float) -> str:
+    """1234567 → '1.2 MB' (decimal units, like df -H)."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def human_age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 86400:.1f}d"
+
+
+def snapshot_row(snap: Snapshot) -> dict:
+    """One snapshot as a JSON-ready dict (what `list --json` prints)."""
+    m = snap.manifest or {}
+    check = snap.check or {}
+    verification = "damaged" if snap.problem else (
+        check.get("result") and f"{check['result']} ({check.get('kind', 'verify')} "
+                                f"{check.get('at', '')})"
+    ) or (m.get("verification") or {}).get("result", "unknown")
+    return {
+        "id": snap.id,
+        "time": m.get("started"),
+        "sequence": snap.sequence,
+        "bytes": snap.size,
+        "sources": sorted((m.get("sources") or {}).keys()),
+        "verification": verification,
+        "last_check": check or None,
+        "last_restore_drill": check.get("drill"),
+        "good": snap.good,
+        "problem": snap.problem,
+    }
+
+
+def list_snapshots(config: Config, *, as_json: bool, out) -> int:
+    store = Store(config.backup.path)
+    rows = [snapshot_row(s) for s in store.snapshots()]
+    if as_json:
+        json.dump(rows, out, indent=2)
+        out.write("\n")
+        return 0
+    if not rows:
+        print(f"no snapshots in {store.path}", file=out)
+        return 0
+    print(f"{'ID':20} {'TIME (UTC)':20} {'SIZE':>10}  {'SOURCES':20} VERIFICATION", file=out)
+    for r in rows:
+        when = (r["time"] or "?")[:19].replace("T", " ")
+        print(f"{r['id']:20} {when:20} {human_bytes(r['bytes']):>10}  "
+              f"{','.join(r['sources']):20} {r['problem'] or r['verification']}", file=out)
+    return 0
+
+
+def status_data(config: Config, now: datetime | None = None) -> dict:
+    """Everything `status` reports, as a dict."""
+    now = now or utc_now()
+    store = Store(config.backup.path)
+    state = store.read_status() if store.path.is_dir() else {}
+    snaps = store.snapshots()
+    data: dict = {
+        "backup_path": str(store.path),
+        "last_run": state.get("last_run"),
+        "last_success": state.get("last_success"),
+        "snapshots": len(snaps),
+        "good_snapshots": sum(1 for s in snaps if s.good),
+        "total_bytes": sum(s.size for s in snaps),
+        "free_bytes": free_bytes(store.path) if store.path.is_dir() else None,
+        "warnings": [],
+    }
+    last_ok = state.get("last_success")
+    if last_ok:
+        age = (now - parse_iso(last_ok["finished"])).total_seconds()
+        data["last_success_age_sec"] = round(age, 1)
+    else:
+        data["last_success_age_sec"] = None
+        data["warnings"].append("no successful backup recorded")
+    try:
+        from tracker_backup import schedule_status
+
+        data.update(schedule_status.timer_info(config, data["last_success_age_sec"]))
+    except ImportError:
+        pass
+    return data
+
+
+def status(config: Config, *, as_json: bool, out) -> int:
+    data = status_data(config)
+    if as_json:
+        json.dump(data, out, indent=2)
+        out.write("\n")
+        return 0
+    last = data["last_run"]
+    if last:
+        line = (f"last run:     {last['result']} at {last['finished'][:19].replace('T', ' ')} UTC"
+                f" ({last['duration_sec']:.1f}s)")
+        if last.get("snapshot"):
+            line += f", snapshot {last['snapshot']}"
+        print(line, file=out)
+        if last.get("error"):
+            print(f"error:        {last['error']}", file=out)
+    else:
+        print("last run:     never", file=out)
+    ok = data["last_success"]
+    if ok:
+        print(f"last success: {ok['snapshot']}, {human_age(data['last_success_age_sec'])} ago",
+              file=out)
+    print(f"snapshots:    {data['snapshots']} ({data['good_snapshots']} good), "
+          f"{human_bytes(data['total_bytes'])} in {data['backup_path']}", file=out)
+    if data["free_bytes"] is not None:
+        print(f"free space:   {human_bytes(data['free_bytes'])}", file=out)
+    for key, label in (("timer", "timer:        "), ("next_run", "next run:     ")):
+        if data.get(key):
+            print(f"{label}{data[key]}", file=out)
+    for warning in data["warnings"]:
+        print(f"WARNING: {warning}", file=out)
+    return 0

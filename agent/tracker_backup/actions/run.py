@@ -1,0 +1,115 @@
+"""`tracker-backup run`: every source → verify → publish → retention."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+
+from tracker_backup import __version__, logs
+from tracker_backup.config import Config
+from tracker_backup.errors import LockHeld, RunFailed, TrackerBackupError
+from tracker_backup.sources import RunContext, configured_sources
+from tracker_backup.store import FORMAT_VERSION, Store, iso, utc_now
+from tracker_backup.throttle import RateLimiter, lower_priority
+from tracker_backup.verify import check_hashes
+
+log = logging.getLogger(__name__)
+
+
+def run(config: Config, *, prune: bool = True) -> str:
+    """Take one snapshot; return its id. Raises TrackerBackupError on failure."""
+    store = Store(config.backup.path)
+    started = utc_now()
+    t0 = time.monotonic()
+    snap_id = None
+    prepared = False
+    try:
+        lower_priority()
+        store.prepare(require_mountpoint=config.backup.require_mountpoint)
+        prepared = True
+        with store.lock("run"):
+            for name in store.remove_debris():
+                log.info("removed %s left by an interrupted run", name)
+            staging = store.new_staging(started)
+            snap_id = staging.id
+            try:
+                manifest = _take(config, store, staging)
+                store.publish(staging, manifest)
+            except BaseException:
+                store.discard(staging)
+                raise
+            duration = time.monotonic() - t0
+            total = sum(a["bytes"] for a in manifest["artifacts"])
+            store.record_run({"result": "success", "snapshot": snap_id, "started": iso(started),
+                              "finished": iso(utc_now()), "duration_sec": round(duration, 3),
+                              "bytes": total})
+            fields = {}
+            for name, src in manifest["sources"].items():
+                fields[f"{name}_method"] = src.get("method")
+                fields[f"{name}_bytes"] = sum(a["bytes"] for a in manifest["artifacts"]
+                                              if a["source"] == name)
+            logs.event("run-succeeded",
+                       f"backup {snap_id} succeeded: {len(manifest['artifacts'])} artifacts, "
+                       f"{total} bytes in {duration:.1f}s",
+                       snapshot=snap_id, bytes=total, duration_sec=f"{duration:.3f}",
+                       sources=",".join(manifest["sources"]), **fields)
+        if prune:
+            from tracker_backup.actions.prune import prune as do_prune
+
+            do_prune(config, dry_run=False)
+        return snap_id
+    except (TrackerBackupError, KeyboardInterrupt, OSError) as exc:
+        if isinstance(exc, OSError):  # disk full, I/O error, permission: a failed run
+            exc = RunFailed(f"{exc.strerror or exc}"
+                            + (f": {exc.filename}" if getattr(exc, "filename", None) else ""))
+        duration = time.monotonic() - t0
+        message = str(exc) or type(exc).__name__
+        if prepared and not isinstance(exc, LockHeld):
+            try:
+                store.record_run({"result": "failed", "error": message, "started": iso(started),
+                                  "finished": iso(utc_now()), "duration_sec": round(duration, 3)})
+            except OSError as os_exc:
+                log.warning("could not record the failed run's status: %s", os_exc)
+        kind = "lock-held" if isinstance(exc, LockHeld) else "run-failed"
+        logs.event(kind, f"backup failed, nothing published: {message}", error=True,
+                   duration_sec=f"{duration:.3f}", error_text=message)
+        raise exc from None
+
+
+def _take(config: Config, store: Store, staging) -> dict:
+    ctx = RunContext(staging=staging.path, backup=config.backup,
+                     limiter=RateLimiter(config.backup.rate_limit_bytes),
+                     progress=logs.progress)
+    results = []
+    for source in configured_sources(config):
+        ctx.progress(f"{source.name}: starting")
+        t = time.monotonic()
+        result = source.backup(ctx)
+        result.details["seconds"] = round(time.monotonic() - t, 3)
+        log.info("%s: %s of %s done in %.1fs", source.name, result.method, result.origin,
+                 time.monotonic() - t)
+        results.append(result)
+    artifacts = [a for r in results for a in r.artifacts]
+    ctx.progress("verifying stored artifacts")
+    problems = check_hashes(staging.path, artifacts)
+    if problems:
+        from tracker_backup.errors import VerifyFailed
+
+        raise VerifyFailed("stored artifacts do not match what was written: " + "; ".join(problems))
+    finished = utc_now()
+    return {
+        "format": FORMAT_VERSION,
+        "id": staging.id,
+        "sequence": staging.sequence,
+        "started": iso(staging.started),
+        "finished": iso(finished),
+        "duration_sec": round((finished - staging.started).total_seconds(), 3),
+        "host": socket.gethostname(),
+        "agent_version": __version__,
+        "config_file": str(config.file),
+        "compression": config.backup.compression,
+        "verification": {"level": config.backup.verify, "result": "ok", "at": iso(finished)},
+        "sources": {r.name: r.to_json() for r in results},
+        "artifacts": [a.to_json() for a in artifacts],
+    }

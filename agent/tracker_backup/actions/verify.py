@@ -1,0 +1,52 @@
+"""`tracker-backup verify`: re-hash and re-check stored snapshots."""
+
+from __future__ import annotations
+
+import json
+
+from tracker_backup import logs
+from tracker_backup.config import Config
+from tracker_backup.errors import UsageError
+from tracker_backup.store import Store, iso, utc_now
+from tracker_backup.verify import verify_snapshot
+
+
+def verify(config: Config, *, snap_id: str | None, all_snapshots: bool, as_json: bool,
+           out) -> int:
+    """Verify one snapshot (default: latest) or all; return 0 if all are good, else 1."""
+    if snap_id and all_snapshots:
+        raise UsageError("give a snapshot id or --all, not both")
+    store = Store(config.backup.path)
+    store.prepare(require_mountpoint=config.backup.require_mountpoint, create=False)
+    results = []
+    with store.lock("verify"):
+        snaps = store.snapshots()
+        if all_snapshots:
+            chosen = snaps
+        elif snap_id and snap_id != "latest":
+            chosen = [store.get(snap_id)]
+        else:
+            chosen = snaps[:1]
+        if not chosen:
+            raise UsageError(f"no snapshots to verify in {store.path}")
+        for snap in chosen:
+            problems = verify_snapshot(snap, config.backup.verify, scratch_parent=store.path)
+            result = "ok" if not problems else "failed"
+            if snap.problem is None:
+                store.record_check(snap.id, {"kind": "verify", "result": result, "at": iso(utc_now()),
+                                             "level": config.backup.verify, "problems": problems})
+            results.append({"id": snap.id, "result": result, "problems": problems})
+            if problems:
+                logs.event("verify-failed", f"snapshot {snap.id} failed verification: "
+                           + "; ".join(problems), error=True, snapshot=snap.id)
+            else:
+                logs.event("verify-succeeded", f"snapshot {snap.id} verified", snapshot=snap.id)
+    if as_json:
+        json.dump(results, out, indent=2)
+        out.write("\n")
+    else:
+        for r in results:
+            print(f"{r['id']}: {r['result'].upper()}", file=out)
+            for p in r["problems"]:
+                print(f"  - {p}", file=out)
+    return 0 if all(r["result"] == "ok" for r in results) else 1

@@ -1,0 +1,484 @@
+"""INI configuration → typed, validated dataclasses.
+
+The file is read with the standard library's configparser; everything the rest
+of the agent sees is a frozen dataclass with checked values. Every error names
+the file, the section, the key, the bad value and what was expected, and
+unknown sections or keys are errors: a typo must never silently disable a
+backup.
+"""
+
+from __future__ import annotations
+
+import configparser
+import math
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tracker_backup.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/tracker-backup/tracker-backup.conf")
+CONFIG_ENV = "TRACKER_BACKUP_CONFIG"
+
+_REQUIRED = object()
+_TRUE = {"1", "yes", "true", "on"}
+_FALSE = {"0", "no", "false", "off"}
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$")
+# The Torrust tracker's own tables; a copy without them is not a tracker backup.
+TRACKER_TABLES = ("torrents", "keys", "whitelist")
+
+
+@dataclass(frozen=True)
+class BackupConfig:
+    """[backup]: where snapshots go and how they are made."""
+
+    path: Path = Path("/var/backups/tracker-backup")
+    compression: str = "zstd"  # zstd | none
+    compression_level: int = 3
+    verify: str = "full"  # full = integrity_check, quick = quick_check
+    rate_limit: float = 0.0  # MB/s (10**6 bytes) read from sources; 0 = unlimited
+    require_mountpoint: bool = False
+
+    @property
+    def rate_limit_bytes(self) -> float:
+        """The read-rate limit in bytes per second (0 = unlimited)."""
+        return self.rate_limit * 1_000_000
+
+
+@dataclass(frozen=True)
+class RetentionConfig:
+    """[retention]: which good snapshots to keep (union of the rules)."""
+
+    keep_days: int = 7
+    keep_last: int = 3
+    keep_daily: int = 0
+    keep_weekly: int = 0
+    keep_monthly: int = 0
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """[schedule]: drives the systemd timer (through the generator)."""
+
+    enabled: bool = True
+    on_calendar: str = "daily"
+    randomized_delay: float = 600.0
+    drill_on_calendar: str = "weekly"
+
+
+@dataclass(frozen=True)
+class SqliteConfig:
+    """[sqlite]: the tracker's SQLite database."""
+
+    database: Path
+    max_lock: float = 2.0
+    busy_timeout: float = 5.0
+    stop_command: tuple[str, ...] = ()
+    start_command: tuple[str, ...] = ()
+    required_tables: tuple[str, ...] = TRACKER_TABLES
+
+    @property
+    def has_maintenance_window(self) -> bool:
+        """True when both stop_command and start_command are configured."""
+        return bool(self.stop_command and self.start_command)
+
+
+@dataclass(frozen=True)
+class FilesConfig:
+    """[files]: chosen files of the storage directory, as one tar archive."""
+
+    root: Path
+    include: tuple[str, ...] = ("**",)
+    exclude: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MysqlConfig:
+    """[mysql]: a MySQL/MariaDB database dumped hot with mysqldump."""
+
+    database: str
+    socket: Path | None = None
+    host: str | None = None
+    port: int = 3306
+    user: str | None = None
+    password_file: Path | None = None
+    exec_prefix: tuple[str, ...] = ()
+    tables: tuple[str, ...] = ()
+    exclude_tables: tuple[str, ...] = ()
+    verify: str = "dump"  # dump | restore
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole validated configuration."""
+
+    file: Path
+    backup: BackupConfig = field(default_factory=BackupConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    sqlite: SqliteConfig | None = None
+    files: FilesConfig | None = None
+    mysql: MysqlConfig | None = None
+
+    @property
+    def source_names(self) -> list[str]:
+        """Names of the configured sources, in backup order."""
+        return [n for n in ("sqlite", "mysql", "files") if getattr(self, n) is not None]
+
+
+def default_config_path() -> Path:
+    """The config path: $TRACKER_BACKUP_CONFIG, else the packaged default."""
+    env = os.environ.get(CONFIG_ENV)
+    return Path(env) if env else DEFAULT_CONFIG_PATH
+
+
+def parse_duration(text: str) -> float:
+    """Parse `2s`, `10m`, `1.5h`, `500ms` or a plain number of seconds."""
+    m = _DURATION_RE.match(text.lower())
+    if not m or m.group(2) not in ("", *_DURATION_UNITS):
+        raise ValueError(text)
+    value = float(m.group(1)) * _DURATION_UNITS.get(m.group(2), 1)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
+
+
+class _Section:
+    """Reads one section's keys, tracking which were used, naming every error."""
+
+    def __init__(self, file: Path, parser: configparser.ConfigParser, name: str):
+        self.file = file
+        self.name = name
+        self.items = dict(parser.items(name)) if parser.has_section(name) else {}
+        self.used: set[str] = set()
+
+    def error(self, key: str, value: str, expected: str) -> ConfigError:
+        return ConfigError(
+            f"{self.file}: [{self.name}] {key} = {value!r}: expected {expected}"
+        )
+
+    def raw(self, key: str, default: object) -> str | object:
+        self.used.add(key)
+        if key in self.items:
+            return self.items[key].strip()
+        if default is _REQUIRED:
+            raise ConfigError(f"{self.file}: [{self.name}] {key} is missing: it is required")
+        return default
+
+    def string(self, key: str, default: object = _REQUIRED) -> str | None:
+        value = self.raw(key, default)
+        if value == "" and default is _REQUIRED:
+            raise self.error(key, "", "a non-empty value")
+        return value or (None if default is None else value)  # type: ignore[return-value]
+
+    def path(self, key: str, default: object = _REQUIRED) -> Path | None:
+        value = self.raw(key, default)
+        if value is None or isinstance(value, Path):
+            return value
+        if value == "" and default is None:
+            return None
+        if not str(value).startswith("/"):
+            raise self.error(key, str(value), "an absolute path")
+        return Path(os.path.normpath(str(value)))
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.raw(key, default)
+        if isinstance(value, bool):
+            return value
+        low = str(value).lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+        raise self.error(key, str(value), "yes or no")
+
+    def integer(self, key: str, default: int, lo: int = 0, hi: int = 1_000_000) -> int:
+        value = self.raw(key, default)
+        if isinstance(value, int):
+            return value
+        try:
+            number = int(str(value), 10)
+        except ValueError:
+            raise self.error(key, str(value), f"a whole number from {lo} to {hi}") from None
+        if not lo <= number <= hi:
+            raise self.error(key, str(value), f"a whole number from {lo} to {hi}")
+        return number
+
+    def number(self, key: str, default: float, lo: float = 0.0, hi: float = 1e9) -> float:
+        value = self.raw(key, default)
+        if isinstance(value, float | int):
+            return float(value)
+        try:
+            number = float(str(value))
+        except ValueError:
+            number = math.nan
+        if not (math.isfinite(number) and lo <= number <= hi):
+            raise self.error(key, str(value), f"a number from {lo:g} to {hi:g}")
+        return number
+
+    def duration(self, key: str, default: float, lo: float = 0.0, hi: float = 86400 * 366) -> float:
+        value = self.raw(key, default)
+        if isinstance(value, float | int):
+            return float(value)
+        expected = f"a duration such as 2s, 500ms, 10m or 1h (from {lo:g}s to {hi:g}s)"
+        try:
+            seconds = parse_duration(str(value))
+        except ValueError:
+            raise self.error(key, str(value), expected) from None
+        if not lo <= seconds <= hi:
+            raise self.error(key, str(value), expected)
+        return seconds
+
+    def choice(self, key: str, default: str, choices: tuple[str, ...]) -> str:
+        value = str(self.raw(key, default)).lower()
+        if value not in choices:
+            raise self.error(key, value, " or ".join(choices))
+        return value
+
+    def words(self, key: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+        value = self.raw(key, default)
+        if isinstance(value, tuple):
+            return value
+        return tuple(str(value).split())
+
+    def command(self, key: str) -> tuple[str, ...]:
+        value = self.raw(key, "")
+        try:
+            argv = tuple(shlex.split(str(value)))
+        except ValueError as exc:
+            raise self.error(key, str(value), f"a command line ({exc})") from None
+        return argv
+
+    def identifier(self, key: str, default: object = _REQUIRED) -> str | None:
+        value = self.string(key, default)
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_$]{1,64}", value):
+            raise self.error(key, value, "a name of letters, digits, _ or $ (at most 64)")
+        return value
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.items) - self.used)
+        if unknown:
+            known = ", ".join(sorted(self.used))
+            raise ConfigError(
+                f"{self.file}: [{self.name}] unknown key {unknown[0]!r}: "
+                f"expected one of {known}"
+            )
+
+
+_SECTIONS = ("backup", "retention", "schedule", "sqlite", "files", "mysql")
+
+
+def load_config(path: Path | str | None = None) -> Config:
+    """Read and validate the configuration file; raise ConfigError on any problem."""
+    file = Path(path) if path is not None else default_config_path()
+    parser = configparser.ConfigParser(
+        interpolation=None,
+        inline_comment_prefixes=(";",),
+        comment_prefixes=("#", ";"),
+        strict=True,
+        empty_lines_in_values=False,
+        default_section="\0no-defaults",
+    )
+    try:
+        with open(file, encoding="utf-8") as fh:
+            parser.read_file(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: configuration file not found") from None
+    except PermissionError:
+        raise ConfigError(f"{file}: configuration file is not readable (permission denied)") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{file}: is a directory, expected a configuration file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{file}: not valid UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except configparser.Error as exc:
+        raise ConfigError(f"{file}: {_describe_parse_error(exc)}") from None
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read configuration: {exc.strerror}") from None
+
+    for name in parser.sections():
+        if name not in _SECTIONS:
+            raise ConfigError(
+                f"{file}: unknown section [{name}]: expected one of "
+                + ", ".join(f"[{s}]" for s in _SECTIONS)
+            )
+
+    config = Config(
+        file=file,
+        backup=_backup(_Section(file, parser, "backup")),
+        retention=_retention(_Section(file, parser, "retention")),
+        schedule=_schedule(_Section(file, parser, "schedule")),
+        sqlite=_sqlite(_Section(file, parser, "sqlite")) if parser.has_section("sqlite") else None,
+        files=_files(_Section(file, parser, "files")) if parser.has_section("files") else None,
+        mysql=_mysql(_Section(file, parser, "mysql")) if parser.has_section("mysql") else None,
+    )
+    if not config.source_names:
+        raise ConfigError(
+            f"{file}: no source configured: expected at least one of [sqlite], [mysql], [files]"
+        )
+    return config
+
+
+def _describe_parse_error(exc: configparser.Error) -> str:
+    if isinstance(exc, configparser.MissingSectionHeaderError):
+        return f"line {exc.lineno}: a key before any [section] header: expected [backup] or similar"
+    if isinstance(exc, configparser.DuplicateSectionError):
+        return f"line {exc.lineno}: section [{exc.section}] appears twice"
+    if isinstance(exc, configparser.DuplicateOptionError):
+        return f"line {exc.lineno}: [{exc.section}] {exc.option} is set twice"
+    if isinstance(exc, configparser.ParsingError):
+        lines = ", ".join(str(n) for n, _ in exc.errors[:3])
+        return f"line {lines}: not of the form 'key = value'"
+    return str(exc).splitlines()[0]
+
+
+def _backup(s: _Section) -> BackupConfig:
+    d = BackupConfig()
+    cfg = BackupConfig(
+        path=s.path("path", d.path),
+        compression=s.choice("compression", d.compression, ("zstd", "none")),
+        compression_level=s.integer("compression_level", d.compression_level, 1, 19),
+        verify=s.choice("verify", d.verify, ("full", "quick")),
+        rate_limit=s.number("rate_limit", d.rate_limit, 0.0, 100_000.0),
+        require_mountpoint=s.boolean("require_mountpoint", d.require_mountpoint),
+    )
+    if cfg.path == Path("/"):
+        raise s.error("path", "/", "a dedicated directory, not the root directory")
+    s.finish()
+    return cfg
+
+
+def _retention(s: _Section) -> RetentionConfig:
+    d = RetentionConfig()
+    cfg = RetentionConfig(
+        keep_days=s.integer("keep_days", d.keep_days, 0, 100_000),
+        keep_last=s.integer("keep_last", d.keep_last, 1, 100_000),
+        keep_daily=s.integer("keep_daily", d.keep_daily, 0, 100_000),
+        keep_weekly=s.integer("keep_weekly", d.keep_weekly, 0, 100_000),
+        keep_monthly=s.integer("keep_monthly", d.keep_monthly, 0, 100_000),
+    )
+    s.finish()
+    return cfg
+
+
+def validate_calendar(expr: str) -> str | None:
+    """Return an error text if systemd rejects `expr` as OnCalendar=, else None.
+
+    Uses `systemd-analyze calendar` when it is installed (the authority on the
+    syntax); without it only emptiness and control characters are checked.
+    """
+    if not expr or any(ord(c) < 32 for c in expr):
+        return "an OnCalendar= expression such as daily or *-*-* 03:00:00"
+    tool = shutil.which("systemd-analyze")
+    if tool is None:
+        return None
+    try:
+        proc = subprocess.run(
+            [tool, "calendar", "--iterations=1", expr],
+            capture_output=True, text=True, timeout=10, check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode != 0:
+        return "an OnCalendar= expression systemd accepts (see systemd.time(7))"
+    return None
+
+
+def _schedule(s: _Section) -> ScheduleConfig:
+    d = ScheduleConfig()
+    cfg = ScheduleConfig(
+        enabled=s.boolean("enabled", d.enabled),
+        on_calendar=str(s.raw("on_calendar", d.on_calendar)),
+        randomized_delay=s.duration("randomized_delay", d.randomized_delay, 0, 86400 * 7),
+        drill_on_calendar=str(s.raw("drill_on_calendar", d.drill_on_calendar)),
+    )
+    for key in ("on_calendar", "drill_on_calendar"):
+        problem = validate_calendar(getattr(cfg, key))
+        if problem:
+            raise s.error(key, getattr(cfg, key), problem)
+    s.finish()
+    return cfg
+
+
+def _sqlite(s: _Section) -> SqliteConfig:
+    database = s.path("database")
+    assert database is not None
+    cfg = SqliteConfig(
+        database=database,
+        max_lock=s.duration("max_lock", 2.0, 0.0, 3600.0),
+        busy_timeout=s.duration("busy_timeout", 5.0, 0.0, 3600.0),
+        stop_command=s.command("stop_command"),
+        start_command=s.command("start_command"),
+        required_tables=s.words("required_tables", TRACKER_TABLES),
+    )
+    if bool(cfg.stop_command) != bool(cfg.start_command):
+        key = "start_command" if cfg.stop_command else "stop_command"
+        raise s.error(key, "", "both stop_command and start_command, or neither")
+    s.finish()
+    return cfg
+
+
+def _files(s: _Section) -> FilesConfig:
+    root = s.path("root")
+    assert root is not None
+    include = s.words("include", ("**",))
+    exclude = s.words("exclude", ())
+    for key, patterns in (("include", include), ("exclude", exclude)):
+        for pattern in patterns:
+            if pattern.startswith("/") or ".." in pattern.split("/"):
+                raise s.error(key, pattern, "globs relative to root, without '..'")
+    if not include:
+        raise s.error("include", "", "at least one glob (** = the whole storage directory)")
+    cfg = FilesConfig(root=root, include=include, exclude=exclude)
+    s.finish()
+    return cfg
+
+
+def _mysql(s: _Section) -> MysqlConfig:
+    cfg = MysqlConfig(
+        database=s.identifier("database"),  # type: ignore[arg-type]
+        socket=s.path("socket", None),
+        host=s.string("host", None),
+        port=s.integer("port", 3306, 1, 65535),
+        user=s.string("user", None),
+        password_file=s.path("password_file", None),
+        exec_prefix=s.command("exec_prefix"),
+        tables=s.words("tables"),
+        exclude_tables=s.words("exclude_tables"),
+        verify=s.choice("verify", "dump", ("dump", "restore")),
+    )
+    if cfg.socket and cfg.host:
+        raise s.error("host", cfg.host, "either socket or host, not both")
+    if cfg.tables and cfg.exclude_tables:
+        raise s.error("exclude_tables", " ".join(cfg.exclude_tables), "tables or exclude_tables, not both")
+    for key, names in (("tables", cfg.tables), ("exclude_tables", cfg.exclude_tables)):
+        for name in names:
+            if not re.fullmatch(r"[A-Za-z0-9_$]{1,64}", name):
+                raise s.error(key, name, "table names of letters, digits, _ or $")
+    s.finish()
+    return cfg
+
+
+def render_config(config: Config) -> str:
+    """The effective configuration as INI text (defaults filled in)."""
+    lines = [f"; effective configuration from {config.file}"]
+    for name in ("backup", "retention", "schedule", "sqlite", "mysql", "files"):
+        section = getattr(config, name)
+        if section is None:
+            continue
+        lines.append(f"\n[{name}]")
+        for key, value in vars(section).items():
+            if isinstance(value, tuple):
+                text = shlex.join(value) if key.endswith("command") or key == "exec_prefix" else " ".join(value)
+            elif isinstance(value, bool):
+                text = "yes" if value else "no"
+            elif value is None:
+                text = ""
+            else:
+                text = str(value)
+            lines.append(f"{key} = {text}")
+    return "\n".join(lines) + "\n"
