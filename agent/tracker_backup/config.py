@@ -473,7 +473,8 @@ def render_config(config: Config) -> str:
         lines.append(f"\n[{name}]")
         for key, value in vars(section).items():
             if isinstance(value, tuple):
-                text = shlex.join(value) if key.endswith("command") or key == "exec_prefix" else " ".join(value)
+                is_command = key.endswith("command") or key == "exec_prefix"
+                text = shlex.join(value) if is_command else " ".join(value)
             elif isinstance(value, bool):
                 text = "yes" if value else "no"
             elif value is None:

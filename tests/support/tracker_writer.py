@@ -14,6 +14,7 @@ Standalone on purpose: the end-to-end tests run it inside a container as a non-r
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -89,10 +90,8 @@ def main() -> int:
         except sqlite3.Error as exc:
             stats["errors"] += 1
             stats["last_error"] = str(exc)
-            try:
+            with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
         now = time.monotonic()
         if now - last_dump > 0.2:
             write_stats(args.stats, stats, latencies)
