@@ -86,6 +86,28 @@ def _add_extension_commands(sub) -> None:
         module.register(sub)
 
 
+def check_config(config: Config, out) -> int:
+    """Print the effective configuration, then run each source's preflight checks.
+
+    A source may define `preflight() -> list[str]` (e.g. MySQL: connect and
+    list missing privileges with the GRANT that fixes them).
+    """
+    from tracker_backup.sources import configured_sources
+
+    out.write(render_config(config))
+    problems = []
+    for source in configured_sources(config):
+        preflight = getattr(source, "preflight", None)
+        if preflight is not None:
+            problems += [f"[{source.name}] {p}" for p in preflight()]
+    for problem in problems:
+        print(f"PROBLEM: {problem}", file=out)
+    if problems:
+        raise ConfigError(f"{config.file}: {len(problems)} problem(s) found by the checks above")
+    print(f"; {config.file}: configuration OK", file=out)
+    return EXIT_OK
+
+
 def dispatch(args: argparse.Namespace, config: Config) -> int:
     out = sys.stdout
     cmd = args.command
@@ -113,9 +135,7 @@ def dispatch(args: argparse.Namespace, config: Config) -> int:
 
         return status(config, as_json=args.json, out=out)
     if cmd == "check-config":
-        out.write(render_config(config))
-        checker = getattr(args, "extra_checks", None)
-        return checker(config, out) if checker else EXIT_OK
+        return check_config(config, out)
     if cmd == "sqlite-wal":
         from tracker_backup.actions.sqlite_wal import sqlite_wal
 

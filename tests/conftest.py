@@ -1,0 +1,139 @@
+"""Shared fixtures: a tracker storage with a live SQLite database, a writer, the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+AGENT = ROOT / "agent"
+WRITER = ROOT / "tests" / "support" / "tracker_writer.py"
+sys.path.insert(0, str(ROOT / "tests"))
+
+from support.tracker_db import create_tracker_db  # noqa: E402
+
+
+def agent_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("INVOCATION_ID", "NOTIFY_SOCKET", "JOURNAL_STREAM")}
+    env["PYTHONPATH"] = str(AGENT)
+    env.update(extra)
+    return env
+
+
+class Cli:
+    """Runs the real `python3 -m tracker_backup` in a child process."""
+
+    def __init__(self, config: Path):
+        self.config = config
+
+    def __call__(self, *args: str, check: bool | None = None, timeout: float = 300,
+                 config: Path | None = None) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "tracker_backup", "--config", str(config or self.config), *args]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=agent_env())
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{cmd} exited {proc.returncode}\nstdout:{proc.stdout}\n"
+                                 f"stderr:{proc.stderr}")
+        return proc
+
+    def popen(self, *args: str) -> subprocess.Popen:
+        cmd = [sys.executable, "-m", "tracker_backup", "--config", str(self.config), *args]
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=agent_env())
+
+
+def write_config(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> Path:
+    """A Torrust-like storage directory with a small WAL tracker database."""
+    root = tmp_path / "storage"
+    for d in ("tracker/etc", "tracker/lib/database", "tracker/log", "caddy/etc"):
+        (root / d).mkdir(parents=True)
+    (root / "tracker/etc/tracker.toml").write_text("[core]\nlisted = false\n")
+    (root / "tracker/log/tracker.log").write_text("noise\n")
+    (root / "caddy/etc/Caddyfile").write_text("tracker.example.org {}\n")
+    create_tracker_db(root / "tracker/lib/database/tracker.db", rows=2000)
+    return root
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, storage: Path) -> Path:
+    return write_config(tmp_path / "tb.conf", f"""
+[backup]
+path = {tmp_path / "backups"}
+[retention]
+keep_days = 7
+keep_last = 3
+[sqlite]
+database = {storage / "tracker/lib/database/tracker.db"}
+[files]
+root = {storage}
+include = **
+exclude = tracker/log/**
+""")
+
+
+@pytest.fixture
+def cli(config_file: Path) -> Cli:
+    return Cli(config_file)
+
+
+class Writer:
+    """A tracker-style writer process (tests/support/tracker_writer.py)."""
+
+    def __init__(self, db: Path, stats: Path, rate: float, existing: int, user: str | None = None):
+        self.stats_path = stats
+        cmd = [sys.executable, str(WRITER), str(db), "--rate", str(rate), "--stats", str(stats),
+               "--existing", str(existing)]
+        if user:
+            cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *cmd]
+        self.proc = subprocess.Popen(cmd)
+        deadline = time.monotonic() + 10
+        while self.stats().get("ops", 0) < 5:
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError("writer did not start")
+            time.sleep(0.05)
+
+    def stats(self) -> dict:
+        try:
+            return json.loads(self.stats_path.read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def stop(self) -> dict:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=10)
+        return self.stats()
+
+
+@pytest.fixture
+def start_writer(tmp_path: Path):
+    """Factory: start_writer(db, rate=..., existing=...) → Writer, stopped after the test."""
+    writers: list[Writer] = []
+
+    def start(db: Path, rate: float = 300, existing: int = 2000, user: str | None = None) -> Writer:
+        w = Writer(db, tmp_path / f"writer{len(writers)}.json", rate, existing, user)
+        writers.append(w)
+        return w
+
+    yield start
+    for w in writers:
+        w.stop()
+
+
+@pytest.fixture
+def fresh_cli():
+    """Cli factory for a given config path."""
+    return Cli
