@@ -123,14 +123,27 @@ def start_writer(tmp_path: Path):
     """Factory: start_writer(db, rate=..., existing=...) → Writer, stopped after the test."""
     writers: list[Writer] = []
 
-    def start(db: Path, rate: float = 300, existing: int = 2000, user: str | None = None) -> Writer:
-        w = Writer(db, tmp_path / f"writer{len(writers)}.json", rate, existing, user)
+    def start(db: Path, rate: float = 300, existing: int = 2000, user: str | None = None,
+              stats_dir: Path | None = None) -> Writer:
+        w = Writer(db, (stats_dir or tmp_path) / f"writer{len(writers)}.json", rate, existing, user)
         writers.append(w)
         return w
 
     yield start
     for w in writers:
         w.stop()
+
+
+@pytest.fixture
+def world_tmp():
+    """A directory every user can reach and write (tests that act as a non-root uid)."""
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="tb-test-", dir="/var/tmp"))
+    path.chmod(0o1777)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
