@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import Cli
 
+from conftest import Cli
 from tracker_backup.config import load_config, parse_duration, render_config
 from tracker_backup.errors import EXIT_USAGE, ConfigError
 

@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
+
 from conftest import Cli, write_config
 from support.tracker_db import create_tracker_db
-
 from tracker_backup.sources.files import matches
 
 NOBODY = 65534

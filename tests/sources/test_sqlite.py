@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from conftest import Cli, write_config
 from support.tracker_db import create_tracker_db, info_hash, invariant, open_copy
 
