@@ -1,0 +1,233 @@
+"""Restore a stored SQLite copy to a path, or in place over the live database.
+
+Order matters, and every step before the swap leaves the target untouched:
+decompress into a hidden file beside the target and integrity-check it; stop
+the tracker if a maintenance window is configured; refuse while any process
+still has the database (or its -wal/-shm/-journal) open; move the current
+database and its side files aside (kept: a stale -wal applied to the restored
+file would corrupt it, and the operator may still need them); give the new file
+the original owner and mode; rename it into place; check it again; start the
+tracker (always, once stopped).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tracker_backup import procs
+from tracker_backup.artifacts import CHUNK, fsync_dir, open_decompressed
+from tracker_backup.config import SqliteConfig
+from tracker_backup.errors import RunFailed
+from tracker_backup.restore.plan import Action, Part
+from tracker_backup.sources.sqlite import SIDE_SUFFIXES, check_database
+
+log = logging.getLogger(__name__)
+
+ASIDE_TAG = ".before-restore-"
+
+
+@dataclass
+class Holder:
+    """A process that has one of the database's files open."""
+
+    pid: int
+    name: str
+    path: str
+
+    def __str__(self) -> str:
+        return f"pid {self.pid} ({self.name}) has {self.path} open"
+
+
+def db_files(db: Path) -> list[Path]:
+    """The database and whichever of its side files exist."""
+    return [p for p in (db, *(Path(f"{db}{s}") for s in SIDE_SUFFIXES)) if os.path.lexists(p)]
+
+
+def open_by(paths: list[Path]) -> list[Holder]:
+    """Processes with any of `paths` open, found by device and inode in /proc/*/fd.
+
+    Inodes, not names: a tracker in a container sees the file under another path.
+    """
+    wanted: dict[tuple[int, int], str] = {}
+    for p in paths:
+        try:
+            st = os.stat(p)
+        except OSError:
+            continue
+        wanted[(st.st_dev, st.st_ino)] = str(p)
+    found: list[Holder] = []
+    if not wanted:
+        return found
+    me = os.getpid()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        pid = int(entry.name)
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue  # gone, or not ours to look at
+        for fd in fds:
+            try:
+                st = os.stat(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            key = (st.st_dev, st.st_ino)
+            if key in wanted:
+                found.append(Holder(pid, _comm(pid), wanted[key]))
+                break
+    return found
+
+
+def _comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as fh:
+            return fh.read().strip()
+    except OSError:
+        return "?"
+
+
+def aside_path(path: Path, db: Path, stamp: str) -> Path:
+    """tracker.db-wal → tracker.db.before-restore-STAMP-wal: the set stays openable together."""
+    return path.with_name(f"{db.name}{ASIDE_TAG}{stamp}{path.name[len(db.name):]}")
+
+
+def target_path(part: Part, to: Path) -> Path:
+    """An existing directory means 'put the database in there under its own name'."""
+    if to.is_dir() and not to.is_symlink():
+        return to / Path(part.source.get("origin") or part.artifacts[0].path).name.removesuffix(
+            ".zst")
+    return to
+
+
+def plan(part: Part, target: Path, window: SqliteConfig | None) -> Action:
+    """Say what restoring `part` to `target` would replace (touches nothing)."""
+    if not target.parent.is_dir():
+        raise RunFailed(f"sqlite: directory {target.parent} does not exist")
+    action = Action("sqlite", str(target))
+    existing = db_files(target)
+    for p in existing:
+        action.replaces.append(f"{p} (moved aside to {aside_path(p, target, '<time>').name}, kept)")
+    src = part.source
+    if "owner_uid" in src:
+        action.notes.append(f"owner {src['owner_uid']}:{src['owner_gid']} mode {src.get('file_mode')}"
+                            " (as when backed up)")
+    counts = src.get("row_counts") or {}
+    if counts:
+        action.notes.append("rows: " + ", ".join(f"{t} {n}" for t, n in sorted(counts.items())))
+    if window is not None:
+        action.notes.append("maintenance window: stop_command before the swap, start_command after")
+    elif existing:
+        holders = open_by(existing)
+        if holders:
+            action.notes.append("BLOCKED: " + "; ".join(map(str, holders)))
+    return action
+
+
+def decompress(src: Path, compression: str, dest: Path) -> int:
+    """Write the artifact's original bytes to a new file `dest` (0600), fsynced."""
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    total = 0
+    try:
+        with os.fdopen(fd, "wb", buffering=0) as out, open_decompressed(src, compression) as fh:
+            while chunk := fh.read(CHUNK):
+                out.write(chunk)
+                total += len(chunk)
+            os.fsync(out.fileno())
+    except BaseException:
+        dest.unlink(missing_ok=True)
+        raise
+    return total
+
+
+def restore(src: Path, part: Part, target: Path, *, window: SqliteConfig | None,
+            stamp: str, required_tables: tuple[str, ...] | None = None,
+            keep_owner: bool = True) -> dict:
+    """Restore one stored database to `target`; return what was done.
+
+    `window`: the [sqlite] config whose stop/start commands bracket the swap
+    (None: no window; then any process holding the target refuses the restore).
+    """
+    art = part.artifacts[0]
+    required = required_tables if required_tables is not None else tuple(
+        part.source.get("required_tables", ()))
+    tmp = target.with_name(f".{target.name}.restore-{stamp}")
+    t0 = time.monotonic()
+    size = decompress(src, art.compression, tmp)
+    moved: list[tuple[Path, Path]] = []
+    try:
+        check = check_database(tmp, "full", required)
+        _require_ok(check, tmp, part.source.get("row_counts") or {})
+        _set_owner_mode(tmp, part.source, keep_owner)
+        stopped_at = None
+        try:
+            if window is not None:
+                log.info("sqlite: maintenance window: stopping the tracker")
+                stopped_at = time.monotonic()
+                procs.run_command(window.stop_command, what="[sqlite] stop_command")
+            holders = open_by(db_files(target))
+            if holders:
+                raise RunFailed(
+                    f"sqlite: refusing to restore over {target}: it is in use: "
+                    + "; ".join(map(str, holders))
+                    + ". Stop the tracker first, or configure [sqlite] stop_command and "
+                      "start_command for a maintenance window (or restore to another path "
+                      "with --to)")
+            for p in db_files(target):
+                aside = aside_path(p, target, stamp)
+                os.rename(p, aside)
+                moved.append((p, aside))
+                log.info("sqlite: moved %s aside to %s (kept)", p, aside)
+            os.rename(tmp, target)
+            fsync_dir(target.parent)
+            final = check_database(target, "quick", required)
+            _require_ok(final, target, {})
+        finally:
+            if stopped_at is not None:
+                assert window is not None
+                try:
+                    procs.run_command(window.start_command, what="[sqlite] start_command")
+                finally:
+                    log.warning("sqlite: maintenance window: tracker was stopped for %.1fs",
+                                time.monotonic() - stopped_at)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        if moved and not os.path.lexists(target):
+            for original, aside in reversed(moved):
+                os.rename(aside, original)
+            log.warning("sqlite: restore failed: moved the previous database back into place")
+        raise
+    return {"kind": "sqlite", "target": str(target), "bytes": size,
+            "moved_aside": [str(a) for _, a in moved], "row_counts": check["row_counts"],
+            "integrity": check["result"], "seconds": round(time.monotonic() - t0, 3)}
+
+
+def _require_ok(check: dict, path: Path, expected_counts: dict) -> None:
+    if check["result"] != "ok":
+        what = (f"missing tables {', '.join(check['missing_tables'])}" if check["missing_tables"]
+                else "; ".join(check["messages"][:3]))
+        raise RunFailed(f"sqlite: PRAGMA {check['pragma']} of {path} failed: {what}")
+    if expected_counts and check["row_counts"] != expected_counts:
+        raise RunFailed(f"sqlite: {path}: row counts {check['row_counts']} differ from the "
+                        f"manifest's {expected_counts}")
+
+
+def _set_owner_mode(path: Path, source: dict, keep_owner: bool) -> None:
+    """The owner and mode the live database had when it was backed up."""
+    if not keep_owner:
+        return
+    try:
+        mode = int(str(source["file_mode"]), 8)
+        uid, gid = int(source["owner_uid"]), int(source["owner_gid"])
+    except (KeyError, ValueError):
+        log.warning("sqlite: the manifest records no owner/mode: %s keeps 0600 root", path)
+        return
+    if os.geteuid() == 0:
+        os.chown(path, uid, gid, follow_symlinks=False)
+    elif (uid, gid) != (os.geteuid(), os.getegid()):
+        log.warning("sqlite: not root: cannot give %s owner %d:%d", path, uid, gid)
+    os.chmod(path, mode & 0o7777)
