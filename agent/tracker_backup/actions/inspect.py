@@ -63,8 +63,11 @@ def list_snapshots(config: Config, *, as_json: bool, out) -> int:
     print(f"{'ID':20} {'TIME (UTC)':20} {'SIZE':>10}  {'SOURCES':20} VERIFICATION", file=out)
     for r in rows:
         when = (r["time"] or "?")[:19].replace("T", " ")
+        drill = r["last_restore_drill"] or {}
+        drilled = (f"; drill {drill.get('result')} {drill.get('at', '')[:19].replace('T', ' ')}"
+                   if drill else "")
         print(f"{r['id']:20} {when:20} {human_bytes(r['bytes']):>10}  "
-              f"{','.join(r['sources']):20} {r['problem'] or r['verification']}", file=out)
+              f"{','.join(r['sources']):20} {r['problem'] or r['verification']}{drilled}", file=out)
     return 0
 
 
@@ -84,6 +87,12 @@ def status_data(config: Config, now: datetime | None = None) -> dict:
         "free_bytes": free_bytes(store.path) if store.path.is_dir() else None,
         "warnings": [],
     }
+    drills = [{"snapshot": s.id, **s.check["drill"]} for s in snaps
+              if s.check and isinstance(s.check.get("drill"), dict)]
+    drills.sort(key=lambda d: d.get("at", ""), reverse=True)
+    data["last_restore_drill"] = drills[0] if drills else None
+    proven = [d for d in drills if d.get("result") == "ok"]
+    data["last_proven_restorable"] = proven[0] if proven else None
     last_ok = state.get("last_success")
     if last_ok:
         age = (now - parse_iso(last_ok["finished"])).total_seconds()
@@ -125,6 +134,10 @@ def status(config: Config, *, as_json: bool, out) -> int:
           f"{human_bytes(data['total_bytes'])} in {data['backup_path']}", file=out)
     if data["free_bytes"] is not None:
         print(f"free space:   {human_bytes(data['free_bytes'])}", file=out)
+    drill = data.get("last_restore_drill")
+    if drill:
+        print(f"last drill:   {drill.get('result')} at {drill.get('at', '')[:19].replace('T', ' ')}"
+              f" UTC, snapshot {drill['snapshot']}, RTO {drill.get('rto_sec', 0):.1f}s", file=out)
     for key, label in (("timer", "timer:        "), ("next_run", "next run:     ")):
         if data.get(key):
             print(f"{label}{data[key]}", file=out)
