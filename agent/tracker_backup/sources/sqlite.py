@@ -19,9 +19,12 @@ belong to the database's owner: SQLite does this itself when running as root;
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import sqlite3
+import threading
 import time
 import urllib.parse
 from pathlib import Path
@@ -219,7 +222,9 @@ class SqliteSource:
             info = self._copy(raw, ctx, deadline=None)
         finally:
             try:
-                procs.run_command(self.cfg.start_command, what="[sqlite] start_command")
+                # A second SIGTERM must not stop us from restarting the tracker.
+                with _signals_deferred():
+                    procs.run_command(self.cfg.start_command, what="[sqlite] start_command")
             finally:
                 downtime = time.monotonic() - stopped_at
                 log.warning("sqlite: maintenance window: tracker was stopped for %.1fs", downtime)
@@ -325,6 +330,24 @@ def convert_to_wal(db: Path, busy_timeout: float = 5.0) -> tuple[str, str]:
     if mode.lower() != "wal":
         raise SourceError(f"sqlite: {db} stayed in journal mode {mode!r} (is it busy?)")
     return before, "wal"
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """Hold SIGTERM/SIGINT until the block ends (main thread only), then re-deliver them."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {sig: signal.signal(sig, lambda s, f: received.append(s))
+                for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for sig in received:
+            signal.raise_signal(sig)
 
 
 def _human(n: float) -> str:
