@@ -1,0 +1,28 @@
+"""Fixtures of the fault suite: a host with one good snapshot already taken."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from faults.harness import Host, db_state, fingerprints, make_host
+
+
+@pytest.fixture(autouse=True)
+def _strace_available():
+    assert shutil.which("strace"), "strace is required (scripts/test-packages.txt)"
+
+
+@pytest.fixture
+def host(tmp_path) -> Host:
+    """A tracker host whose backup path already holds one good snapshot."""
+    h = make_host(tmp_path)
+    h.cli("run", check=True)
+    return h
+
+
+@pytest.fixture
+def baseline(host):
+    """(snapshot fingerprints, live-database state) before the fault."""
+    return fingerprints(host), db_state(host.db)
