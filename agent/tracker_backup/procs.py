@@ -7,10 +7,14 @@ reported when it fails.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import subprocess
-from collections.abc import Sequence
+import tempfile
+import threading
+from collections.abc import Iterable, Sequence
+from typing import BinaryIO
 
 from tracker_backup.errors import RunFailed
 
@@ -45,3 +49,112 @@ def run_command(argv: Sequence[str], *, what: str, timeout: float = 600.0) -> st
         err = (proc.stderr or proc.stdout).strip()[-2000:]
         raise RunFailed(f"{what}: exited with status {proc.returncode}: {err or '(no output)'}")
     return proc.stdout
+
+
+def _feed(stdin, chunks: Iterable[bytes], errors: list[BaseException]) -> None:
+    """Write `chunks` to a child's stdin, then close it (a thread's body)."""
+    try:
+        for chunk in chunks:
+            stdin.write(chunk)
+    except BrokenPipeError:
+        pass  # the child stopped reading (it died or finished): its exit status tells why
+    except BaseException as exc:  # noqa: BLE001 - reported by the owner via `errors`
+        errors.append(exc)
+    finally:
+        with contextlib.suppress(OSError):
+            stdin.close()
+
+
+class StreamingChild:
+    """A child fed through stdin by a thread, its stdout streamed, its stderr kept on disk.
+
+    Secrets travel only in `feed` (the child's standard input), never in argv
+    or the environment. stderr goes to an unnamed temporary file, so a chatty
+    tool can neither block on a full pipe nor grow our memory.
+    """
+
+    def __init__(self, argv: Sequence[str], *, what: str, feed: Iterable[bytes],
+                 stdout: bool = True):
+        self.argv = list(argv)
+        self.what = what
+        self._stderr = tempfile.TemporaryFile()
+        log.debug("%s: running %s", what, " ".join(self.argv))
+        try:
+            self.proc = subprocess.Popen(
+                self.argv, stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE if stdout else subprocess.DEVNULL,
+                stderr=self._stderr, env=child_env(), close_fds=True)
+        except FileNotFoundError:
+            self._stderr.close()
+            raise RunFailed(f"{what}: command not found: {self.argv[0]}") from None
+        except PermissionError:
+            self._stderr.close()
+            raise RunFailed(f"{what}: not executable: {self.argv[0]}") from None
+        self.feed_errors: list[BaseException] = []
+        self._feeder = threading.Thread(target=_feed, args=(self.proc.stdin, feed, self.feed_errors),
+                                        name=f"feed-{what}", daemon=True)
+        self._feeder.start()
+
+    @property
+    def stdout(self) -> BinaryIO:
+        assert self.proc.stdout is not None
+        return self.proc.stdout
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stderr_text(self, limit: int = 4000) -> str:
+        """The last `limit` characters the child wrote to stderr."""
+        self._stderr.seek(0, os.SEEK_END)
+        size = self._stderr.tell()
+        self._stderr.seek(max(0, size - limit))
+        return self._stderr.read().decode("utf-8", "replace").strip()
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the child (and the feeder); return its exit status."""
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise RunFailed(f"{self.what}: did not finish within {timeout:g}s") from None
+        self._feeder.join(timeout=10)
+        if self.feed_errors:
+            raise self.feed_errors[0]
+        return code
+
+    def kill(self) -> None:
+        """Stop the child now (used when we give up on it) and reap it."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=10)
+        self._feeder.join(timeout=10)
+
+    def close(self) -> None:
+        """Release pipes and the stderr file."""
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self._stderr.close()
+
+    def __enter__(self) -> StreamingChild:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None or self.proc.poll() is None:
+            self.kill()
+        self.close()
+
+
+def run_with_input(argv: Sequence[str], *, what: str, feed: Iterable[bytes],
+                   timeout: float = 600.0) -> tuple[int, str, str]:
+    """Run a child fed by `feed` on stdin; return (status, stdout text, stderr text).
+
+    stdout is read fully into memory: for small answers (queries, versions).
+    Never raises for a non-zero status; the caller decides what it means.
+    """
+    with StreamingChild(argv, what=what, feed=feed) as child:
+        out = child.stdout.read()
+        code = child.wait(timeout=timeout)
+        return code, out.decode("utf-8", "replace"), child.stderr_text()

@@ -1,0 +1,133 @@
+"""Reading a mysqldump/mariadb-dump stream as it passes: structure, rows, binlog position.
+
+The scanner sees the exact bytes that are stored, so what it records (tables,
+rows per table, binary log coordinates, the completion trailer) describes the
+dump itself: the one consistent snapshot mysqldump read in its transaction,
+not a second look at a database that kept changing.
+
+Row counting relies on how mysqldump writes data: one `INSERT INTO `t` VALUES`
+statement holds rows `(...)` separated by `,` (MySQL: on one line; recent
+MariaDB: one row per line); strings are quoted with every quote, backslash and
+newline inside them escaped, so no string spans lines, and once strings are
+removed a row boundary is the only place `),(` can occur.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+_STRING = re.compile(rb"'[^'\\]*(?:\\.[^'\\]*)*'", re.S)
+_CREATE_TABLE = re.compile(rb"^CREATE TABLE `((?:[^`]|``)+)`")
+_CREATE_VIEW = re.compile(rb"^/\*!50001 CREATE .*?VIEW `((?:[^`]|``)+)`")
+_INSERT = re.compile(rb"^INSERT INTO `((?:[^`]|``)+)` VALUES ?")
+_BINLOG = re.compile(rb"^-- CHANGE (?:MASTER|REPLICATION SOURCE) TO (?:MASTER|SOURCE)_LOG_FILE="
+                     rb"'([^']+)', (?:MASTER|SOURCE)_LOG_POS=(\d+)")
+_GTID = re.compile(rb"^-- SET GLOBAL gtid_slave_pos='([^']*)'")
+_HEADER = re.compile(rb"^-- (MariaDB|MySQL) dump ")
+TRAILER = b"-- Dump completed"
+
+
+def _name(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace").replace("``", "`")
+
+
+class DumpScanner:
+    """Feed it the dump's bytes in any chunks; read what it found afterwards."""
+
+    def __init__(self) -> None:
+        self.tables: list[str] = []
+        self.views: list[str] = []
+        self.row_counts: dict[str, int] = {}
+        self.binlog: dict | None = None
+        self.gtid: str | None = None
+        self.header: str | None = None
+        self.last_line = b""
+        self.lines = 0
+        self._carry = b""
+        self._insert: str | None = None  # table whose INSERT statement is open
+
+    def feed(self, chunk: bytes) -> None:
+        """Scan the next bytes of the dump."""
+        data = self._carry + chunk
+        lines = data.split(b"\n")
+        self._carry = lines.pop()
+        for line in lines:
+            self._line(line)
+
+    def finish(self) -> None:
+        """Scan what is left after the last newline."""
+        if self._carry:
+            self._line(self._carry)
+            self._carry = b""
+
+    def _line(self, line: bytes) -> None:
+        self.lines += 1
+        if line.strip():
+            self.last_line = line
+        if self._insert is None:
+            m = _INSERT.match(line)
+            if m is None:
+                self._other(line)
+                return
+            self._insert = _name(m.group(1))
+            self.row_counts.setdefault(self._insert, 0)
+            line = line[m.end():]
+        if b"'" in line:
+            line = _STRING.sub(b"", line)
+        rows = line.count(b"),(")
+        tail = line.rstrip()
+        if tail.endswith(b"),"):
+            rows += 1
+        elif tail.endswith(b");"):
+            rows += 1
+            self.row_counts[self._insert] += rows
+            self._insert = None
+            return
+        self.row_counts[self._insert] += rows
+
+    def _other(self, line: bytes) -> None:
+        if not line or line[0] not in b"-C/":
+            return
+        if m := _CREATE_TABLE.match(line):
+            name = _name(m.group(1))
+            if name not in self.tables:
+                self.tables.append(name)
+                self.row_counts.setdefault(name, 0)
+        elif m := _CREATE_VIEW.match(line):
+            name = _name(m.group(1))
+            if name not in self.views:
+                self.views.append(name)
+        elif self.header is None and (m := _HEADER.match(line)):
+            self.header = m.group(1).decode()
+        elif m := _BINLOG.match(line):
+            self.binlog = {"file": m.group(1).decode("utf-8", "replace"),
+                           "position": int(m.group(2))}
+        elif m := _GTID.match(line):
+            self.gtid = m.group(1).decode("utf-8", "replace")
+
+    @property
+    def completed(self) -> bool:
+        """True if the dump ends with mysqldump's completion trailer."""
+        return self.last_line.startswith(TRAILER) and self._insert is None
+
+    def problems(self, expected_tables: Iterable[str] = ()) -> list[str]:
+        """What makes this dump incomplete or malformed (empty = fine)."""
+        found = []
+        if self.header is None:
+            found.append("no '-- MariaDB dump' / '-- MySQL dump' header: not a mysqldump file")
+        if not self.completed:
+            found.append("no '-- Dump completed' trailer: the dump stopped part-way")
+        missing = [t for t in expected_tables if t not in self.tables]
+        if missing:
+            found.append(f"no CREATE TABLE for {', '.join(missing)}")
+        return found
+
+
+def scan(chunks: Iterable[bytes]) -> DumpScanner:
+    """Scan a whole dump."""
+    scanner = DumpScanner()
+    for chunk in chunks:
+        scanner.feed(chunk)
+    scanner.finish()
+    return scanner
