@@ -170,6 +170,8 @@ def restore(src: Path, part: Part, target: Path, *, window: SqliteConfig | None,
                 stopped_at = time.monotonic()
                 procs.run_command(window.stop_command, what="[sqlite] stop_command")
             holders = open_by(db_files(target))
+            if holders and stopped_at is not None:
+                holders = _wait_closed(target, holders, max(1.0, window.busy_timeout))
             if holders:
                 raise RunFailed(
                     f"sqlite: refusing to restore over {target}: it is in use: "
@@ -204,6 +206,17 @@ def restore(src: Path, part: Part, target: Path, *, window: SqliteConfig | None,
     return {"kind": "sqlite", "target": str(target), "bytes": size,
             "moved_aside": [str(a) for _, a in moved], "row_counts": check["row_counts"],
             "integrity": check["result"], "seconds": round(time.monotonic() - t0, 3)}
+
+
+def _wait_closed(target: Path, holders: list[Holder], wait: float) -> list[Holder]:
+    """After stop_command: processes take a moment to exit; wait up to busy_timeout."""
+    log.info("sqlite: waiting up to %gs for %s to close the database", wait,
+             ", ".join(f"pid {h.pid}" for h in holders))
+    deadline = time.monotonic() + wait
+    while holders and time.monotonic() < deadline:
+        time.sleep(0.1)
+        holders = open_by(db_files(target))
+    return holders
 
 
 def _require_ok(check: dict, path: Path, expected_counts: dict) -> None:
