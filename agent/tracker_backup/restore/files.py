@@ -172,6 +172,9 @@ def _compare(m: tarfile.TarInfo, st: os.stat_result | None, path: Path, digest: 
     if m.isdir():
         if stat.S_ISDIR(st.st_mode):
             return "same"
+        if stat.S_ISLNK(st.st_mode):
+            raise UnsafeArchive(f"files: {path} in the target is a symlink where the archive has "
+                                "a directory; it is never followed: refused (move it away first)")
         raise UnsafeArchive(f"files: {path} exists and is not a directory, the archive has a "
                             "directory there: move it away first")
     if stat.S_ISDIR(st.st_mode):
