@@ -1,4 +1,5 @@
-"""The only module that knows about systemd: sd_notify, the journal, detection.
+"""The only module that knows about systemd: sd_notify, the journal, detection,
+the service manager over D-Bus (pystemd), credentials and calendar expressions.
 
 Everything degrades to a no-op when not under systemd (tests, manual runs on
 a host without systemd), so the core runs the same everywhere.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import sys
 
@@ -101,3 +103,160 @@ class JournalHandler(logging.Handler):
     def close(self) -> None:
         self.sock.close()
         super().close()
+
+
+# --- The units, the service manager (pystemd over D-Bus), credentials, calendars ---------
+
+SERVICE = "tracker-backup.service"
+TIMER = "tracker-backup.timer"
+DRILL_TIMER = "tracker-backup-drill.timer"
+CREDENTIAL_MYSQL_PASSWORD = "mysql-password"
+
+
+class SystemdUnavailable(RuntimeError):
+    """The service manager cannot be reached (not booted with systemd, no D-Bus, no pystemd)."""
+
+
+def credential_path(name: str) -> str | None:
+    """Path of a LoadCredential= credential given to this service, if systemd passed it."""
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not directory:
+        return None
+    path = os.path.join(directory, name)
+    return path if os.path.isfile(path) else None
+
+
+def booted() -> bool:
+    """True when the host runs systemd as its init (sd_booted())."""
+    return os.path.isdir("/run/systemd/system")
+
+
+def _pystemd():
+    if not booted():
+        raise SystemdUnavailable("systemd is not running on this host (no /run/systemd/system)")
+    try:
+        import pystemd.systemd1 as systemd1
+    except ImportError as exc:  # python3-pystemd is a dependency of the package
+        raise SystemdUnavailable(f"python3-pystemd is not installed ({exc})") from None
+    return systemd1
+
+
+def _call(what: str, fn):
+    """Run one D-Bus call, turning pystemd's errors into SystemdUnavailable with context."""
+    try:
+        return fn()
+    except SystemdUnavailable:
+        raise
+    except Exception as exc:  # noqa: BLE001 - pystemd raises many DBus*Error types
+        raise SystemdUnavailable(f"{what}: {type(exc).__name__}: {exc}") from None
+
+
+def daemon_reload() -> None:
+    """`systemctl daemon-reload`: re-run the generator so config changes take effect."""
+    systemd1 = _pystemd()
+
+    def reload():
+        with systemd1.Manager() as manager:
+            manager.Manager.Reload()
+    _call("daemon-reload", reload)
+
+
+def start_unit(name: str) -> None:
+    """Start a unit (job mode "replace"), like `systemctl start --no-block`."""
+    systemd1 = _pystemd()
+
+    def start():
+        with systemd1.Manager() as manager:
+            manager.Manager.StartUnit(name.encode(), b"replace")
+    _call(f"start {name}", start)
+
+
+def stop_unit(name: str) -> None:
+    """Stop a unit (job mode "replace"), like `systemctl stop --no-block`."""
+    systemd1 = _pystemd()
+
+    def stop():
+        with systemd1.Manager() as manager:
+            manager.Manager.StopUnit(name.encode(), b"replace")
+    _call(f"stop {name}", stop)
+
+
+def unit_file_exists(name: str) -> bool:
+    """True if the service manager knows a unit file for `name` (installed, not masked)."""
+    systemd1 = _pystemd()
+
+    def state():
+        with systemd1.Manager() as manager:
+            return manager.Manager.GetUnitFileState(name.encode())
+    try:
+        value = _call(f"unit file state of {name}", state)
+    except SystemdUnavailable:
+        return False
+    return (value.decode() if isinstance(value, bytes) else str(value)) not in ("masked", "bad")
+
+
+def timer_state(name: str = TIMER) -> dict:
+    """ActiveState/SubState, next and last elapse of a timer, read over D-Bus.
+
+    Times are POSIX seconds (None when systemd reports none).
+    """
+    systemd1 = _pystemd()
+
+    def read():
+        with systemd1.Unit(name.encode()) as unit:
+            active = unit.Unit.ActiveState
+            sub = unit.Unit.SubState
+            load = unit.Unit.LoadState
+            next_us = last_us = 0
+            if load == b"loaded":
+                next_us = unit.Timer.NextElapseUSecRealtime
+                last_us = unit.Timer.LastTriggerUSec
+            return load, active, sub, next_us, last_us
+    load, active, sub, next_us, last_us = _call(f"state of {name}", read)
+
+    def text(v):
+        return v.decode() if isinstance(v, bytes) else str(v)
+    return {
+        "load_state": text(load),
+        "active_state": text(active),
+        "sub_state": text(sub),
+        "next_elapse": next_us / 1e6 if next_us else None,
+        "last_trigger": last_us / 1e6 if last_us else None,
+    }
+
+
+_CAL_TIME = re.compile(r"(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})")
+
+
+def calendar_elapses(expression: str, iterations: int = 2) -> list[float]:
+    """The next `iterations` elapse times of an OnCalendar= expression (POSIX seconds, UTC).
+
+    Asks `systemd-analyze calendar`, the authority on the syntax; [] when it is
+    missing or rejects the expression.
+    """
+    import calendar as _cal
+    import shutil
+    import subprocess
+    import time as _time
+
+    tool = shutil.which("systemd-analyze")
+    if tool is None:
+        return []
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TZ": "UTC", "LC_ALL": "C"}
+    try:
+        proc = subprocess.run([tool, "calendar", f"--iterations={iterations}", expression],
+                              capture_output=True, text=True, timeout=10, check=False, env=env)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    if proc.returncode != 0:
+        return []
+    times = []
+    for line in proc.stdout.splitlines():
+        label = line.split(":", 1)[0].strip()
+        if label in ("Next elapse", "(in UTC)") or label.startswith("Iter."):
+            m = _CAL_TIME.search(line)
+            if m:
+                stamp = _cal.timegm(_time.strptime(m.group(1), "%Y-%m-%d %H:%M:%S"))
+                if not times or times[-1] != stamp:
+                    times.append(float(stamp))
+    return times

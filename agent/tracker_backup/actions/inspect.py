@@ -104,6 +104,7 @@ def status_data(config: Config, now: datetime | None = None) -> dict:
         from tracker_backup import schedule_status
 
         data.update(schedule_status.timer_info(config, data["last_success_age_sec"]))
+        data["warnings"] += data.pop("schedule_warnings", [])
     except ImportError:
         pass
     return data

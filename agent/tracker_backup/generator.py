@@ -1,0 +1,202 @@
+"""systemd generator: turns the config file into drop-ins for the units.
+
+Installed as /usr/lib/systemd/system-generators/tracker-backup-generator; systemd
+runs it at boot and on every `systemctl daemon-reload` with three output
+directories (normal, early, late). It writes into the normal one:
+
+- tracker-backup.timer.d/  OnCalendar= and RandomizedDelaySec= from [schedule];
+- tracker-backup-drill.timer.d/  OnCalendar= from [schedule] drill_on_calendar;
+- timers.target.wants/ links: the timers are enabled only when [schedule] enabled = yes;
+- tracker-backup.service.d/  ReadWritePaths= for the backup path and the SQLite
+  database directory, the MySQL credential, and the network the config needs.
+
+It never fails at boot: on a broken or missing config it logs the error (the
+journal shows it under tracker-backup-generator) and writes the packaged
+defaults, so the timer still fires and the service then fails loudly with the
+same config error, where the operator looks.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tracker_backup.config import DEFAULT_CONFIG_PATH, BackupConfig, Config, ScheduleConfig, load_config
+from tracker_backup.errors import ConfigError
+
+NAME = "tracker-backup-generator"
+UNIT_DIRS = ("/usr/lib/systemd/system", "/lib/systemd/system", "/etc/systemd/system")
+DROPIN = "50-tracker-backup-config.conf"
+DEFAULT_PASSWORD_FILE = Path("/etc/tracker-backup/mysql.password")
+LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
+HOME_DIRS = ("/home", "/root", "/run/user")
+
+
+@dataclass
+class Plan:
+    """What the generator will write; built from a Config, or the defaults on error."""
+
+    schedule: ScheduleConfig
+    read_write: list[Path] = field(default_factory=list)
+    make_dirs: list[Path] = field(default_factory=list)
+    credential: Path | None = None
+    service_lines: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def quote(value: object) -> str:
+    """Quote one word for a unit file: specifiers (%) and C escapes neutralised."""
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+    return f'"{text}"'
+
+
+def seconds(value: float) -> str:
+    return f"{int(value)}s" if float(value).is_integer() else f"{int(value * 1000)}ms"
+
+
+def plan_for(config: Config) -> Plan:
+    """The drop-in contents a valid configuration asks for."""
+    plan = Plan(schedule=config.schedule)
+    backup = config.backup.path
+    plan.read_write.append(backup)
+    if not config.backup.require_mountpoint:
+        plan.make_dirs.append(backup)  # else the agent must find it mounted, not create it
+    touched = [backup]
+    if config.sqlite is not None:
+        # SQLite readers of a WAL database write -shm (and may create -wal) beside it.
+        db_dir = config.sqlite.database.parent
+        plan.read_write.append(db_dir)
+        touched.append(db_dir)
+    if config.files is not None:
+        touched.append(config.files.root)
+    mysql = config.mysql
+    if mysql is not None:
+        if mysql.socket is not None:
+            touched.append(mysql.socket.parent)
+        if mysql.password_file is not None:
+            touched.append(mysql.password_file)  # read directly (the file stays readable)
+        elif DEFAULT_PASSWORD_FILE.is_file():
+            # Handed over as a credential: $CREDENTIALS_DIRECTORY/mysql-password.
+            plan.credential = DEFAULT_PASSWORD_FILE
+    if mysql is not None and mysql.host:
+        plan.service_lines += network_lines(mysql.host)
+    else:
+        # Nothing needs the network: sockets in the file system (MySQL, Docker) still work.
+        plan.service_lines.append("PrivateNetwork=yes")
+    if any(_under(p, d) for p in touched for d in HOME_DIRS):
+        plan.service_lines.append("ProtectHome=read-only")
+    return plan
+
+
+def network_lines(host: str) -> list[str]:
+    """IP allow-list lines for a MySQL server reached over TCP."""
+    if host.lower() in LOOPBACK_NAMES:
+        return []  # the unit already allows localhost
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        # A name: its addresses may change and are unknown at boot, so lift the IP allow-list.
+        return [f"# [mysql] host = {host} is a name: IP allow-list lifted", "IPAddressDeny="]
+    return [f"IPAddressAllow={address}"]
+
+
+def fallback_plan() -> Plan:
+    """The packaged defaults, used when the config cannot be read."""
+    plan = Plan(schedule=ScheduleConfig())
+    plan.read_write.append(BackupConfig().path)
+    plan.notes.append("configuration invalid or missing: packaged defaults used; "
+                      "`tracker-backup check-config` shows the error")
+    return plan
+
+
+def _under(path: Path, directory: str) -> bool:
+    return str(path) == directory or str(path).startswith(directory.rstrip("/") + "/")
+
+
+def find_unit(name: str) -> str | None:
+    for directory in UNIT_DIRS:
+        if os.path.exists(os.path.join(directory, name)):
+            return os.path.join(directory, name)
+    return None
+
+
+def write_plan(plan: Plan, out: Path) -> list[Path]:
+    """Write the drop-ins and wants links for `plan` under `out`; return what was written."""
+    header = ["# Generated by tracker-backup-generator from the configuration file.",
+              "# Edit /etc/tracker-backup/tracker-backup.conf, then: systemctl daemon-reload",
+              *(f"# {note}" for note in plan.notes)]
+    written = []
+    s = plan.schedule
+    timer = [*header, "[Timer]", "OnCalendar=", f"OnCalendar={s.on_calendar}",
+             f"RandomizedDelaySec={seconds(s.randomized_delay)}"]
+    written.append(_write(out / "tracker-backup.timer.d" / DROPIN, timer))
+    drill = [*header, "[Timer]", "OnCalendar=", f"OnCalendar={s.drill_on_calendar}"]
+    written.append(_write(out / "tracker-backup-drill.timer.d" / DROPIN, drill))
+
+    service = [*header, "[Service]"]
+    for path in plan.make_dirs:
+        # '+': outside the sandbox, so the path exists before ReadWritePaths= needs it.
+        service.append(f"ExecStartPre=-+/bin/mkdir -p -m 0700 {quote(path)}")
+    for path in plan.read_write:
+        # '-': a missing path must not stop the sandbox from being set up; the agent
+        # then reports the missing directory itself, naming the config key.
+        service.append(f"ReadWritePaths={quote(f'-{path}')}")
+    if plan.credential is not None:
+        service.append(f"LoadCredential=mysql-password:{str(plan.credential).replace('%', '%%')}")
+    service += plan.service_lines
+    written.append(_write(out / "tracker-backup.service.d" / DROPIN, service))
+
+    if s.enabled:
+        for unit in ("tracker-backup.timer", "tracker-backup-drill.timer"):
+            target = find_unit(unit)
+            if target is None:
+                continue
+            link = out / "timers.target.wants" / unit
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if link.is_symlink():
+                link.unlink()
+            link.symlink_to(target)
+            written.append(link)
+    return written
+
+
+def _write(path: Path, lines: list[str]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def log(message: str) -> None:
+    """Generators log on stderr (to the journal or kmsg), with a syslog priority prefix."""
+    sys.stderr.write(f"{message}\n")
+    sys.stderr.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: `tracker-backup-generator NORMAL_DIR [EARLY_DIR LATE_DIR]`. Always exits 0."""
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        log("<3>usage: tracker-backup-generator NORMAL_DIR [EARLY_DIR LATE_DIR]")
+        return 0
+    out = Path(argv[0])
+    config_path = Path(os.environ.get("TRACKER_BACKUP_CONFIG") or DEFAULT_CONFIG_PATH)
+    try:
+        plan = plan_for(load_config(config_path))
+    except ConfigError as exc:
+        log(f"<3>{NAME}: {exc}; falling back to the packaged defaults (schedule daily, timer enabled)")
+        plan = fallback_plan()
+    except Exception as exc:  # noqa: BLE001 - a generator must never break the boot
+        log(f"<3>{NAME}: unexpected {type(exc).__name__}: {exc}; falling back to the defaults")
+        plan = fallback_plan()
+    try:
+        write_plan(plan, out)
+    except Exception as exc:  # noqa: BLE001 - same: log, leave the static units as they are
+        log(f"<3>{NAME}: could not write drop-ins to {out}: {exc}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

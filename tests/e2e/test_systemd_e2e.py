@@ -1,0 +1,246 @@
+"""End to end under a real, booted systemd: the .deb installed by apt in a Debian 12 container.
+
+One container (systemd-nspawn, --volatile=overlay over the cached tree) serves the
+whole module; the tests run in file order and each leaves the config valid.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+
+from tracker_backup.systemd import MESSAGE_IDS
+
+pytestmark = pytest.mark.e2e
+
+CONF = "/etc/tracker-backup/tracker-backup.conf"
+DB = "/opt/torrust/storage/tracker/lib/database/tracker.db"
+STATS = "/var/lib/tracker-writer/stats.json"
+
+
+def config_text(*, enabled: str = "yes", on_calendar: str = "*-*-* 03:00:00",
+                rate_limit: str = "0", extra: str = "") -> str:
+    return f"""; e2e test configuration (comments must survive enable/disable)
+[backup]
+path = /srv/backups/tracker   ; created by the service
+rate_limit = {rate_limit}
+
+[schedule]
+enabled = {enabled}   ; the switch
+on_calendar = {on_calendar}
+randomized_delay = 0
+
+[sqlite]
+database = {DB}
+
+[files]
+root = /opt/torrust/storage
+include = tracker/etc/**
+{extra}"""
+
+
+def show(box, unit: str, *props: str) -> dict[str, str]:
+    out = box.run(["systemctl", "show", unit, "-p", ",".join(props)]).stdout
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def journal(box, *match: str, unit: str = "tracker-backup.service") -> list[dict]:
+    out = box.run(["journalctl", "--no-pager", "-o", "json", "-u", unit, *match]).stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def snapshots(box) -> list[dict]:
+    return json.loads(box.run(["tracker-backup", "list", "--json"]).stdout)
+
+
+@pytest.fixture(scope="module")
+def tracker(container):
+    """Tracker storage owned by a non-root uid, with a writer running as that uid."""
+    box = container
+    box.sh("useradd --system --uid 1000 --user-group --home-dir /nonexistent torrust; "
+           "mkdir -p /opt/torrust/storage/tracker/etc /opt/torrust/storage/tracker/lib/database "
+           "/opt/torrust/storage/tracker/log /var/lib/tracker-writer; "
+           "echo '[core]' > /opt/torrust/storage/tracker/etc/tracker.toml")
+    box.run(["python3", "-c",
+             "import sys; sys.path.insert(0, '/mnt/tests');"
+             "from pathlib import Path; from support.tracker_db import create_tracker_db;"
+             f"create_tracker_db(Path('{DB}'), rows=60000)"])
+    box.sh("chown -R torrust:torrust /opt/torrust/storage/tracker /var/lib/tracker-writer; "
+           f"chmod 0640 {DB}")
+    box.run(["systemd-run", "--unit=tracker-writer", "--uid=torrust", "--gid=torrust",
+             "python3", "/mnt/tests/support/tracker_writer.py", DB, "--rate", "100",
+             "--stats", STATS, "--existing", "60000"])
+    wait_for(lambda: box.run(["cat", STATS], check=False).returncode == 0, what="writer stats")
+    box.write(CONF, config_text(rate_limit="1"))
+    box.run(["systemctl", "daemon-reload"])
+    return box
+
+
+def test_package_installs_with_debian_dependencies_and_enables_the_timer(container):
+    box = container
+    status = box.run(["dpkg-query", "-W", "-f", "${Status} ${Version}",
+                      "tracker-backup", "python3-pystemd", "python3-zstandard"]).stdout
+    assert status.count("install ok installed") == 3, status
+    assert "/etc/tracker-backup/tracker-backup.conf" in box.run(
+        ["dpkg-query", "-W", "-f", "${Conffiles}", "tracker-backup"]).stdout
+    # The packaged config (deployer layout) says enabled: the timer is active after install.
+    assert box.run(["systemctl", "is-active", "tracker-backup.timer"], check=False).stdout.strip() == "active"
+    assert "tracker-backup.timer" in box.run(["systemctl", "list-timers", "--no-pager"]).stdout
+    assert box.run(["test", "-x", "/usr/lib/systemd/system-generators/tracker-backup-generator"]).returncode == 0
+    assert "tracker-backup(8)" in box.run(["man", "-w", "8", "tracker-backup"], check=False).stdout \
+        or box.run(["test", "-f", "/usr/share/man/man8/tracker-backup.8.gz"]).returncode == 0
+
+
+def test_service_backs_up_live_db_with_low_priority_and_progress(tracker):
+    box = tracker
+    before = json.loads(box.run(["cat", STATS]).stdout)["ops"]
+    box.run(["systemctl", "start", "--no-block", "tracker-backup.service"])
+    # While it runs (rate_limit = 1 MB/s keeps it busy a few seconds): its priorities
+    # as the kernel sees them, and the STATUS= progress systemd received.
+    pid = wait_for(lambda: int(show(box, "tracker-backup", "MainPID")["MainPID"] or 0),
+                   what="MainPID of tracker-backup")
+    stat = box.run(["cat", f"/proc/{pid}/stat"]).stdout
+    fields = stat.rsplit(")", 1)[1].split()
+    nice, policy = int(fields[16]), int(fields[38])  # stat fields 19 and 41
+    ionice = box.run(["ionice", "-p", str(pid)]).stdout.strip()
+    status_text = wait_for(lambda: show(box, "tracker-backup", "StatusText")["StatusText"],
+                           what="STATUS= from the agent")
+    print(f"service pid {pid}: nice {nice}, policy {policy}, ionice {ionice!r}, "
+          f"status {status_text!r}")
+    assert nice == 10
+    assert policy == 3  # SCHED_BATCH
+    assert ionice == "best-effort: prio 7"
+    wait_for(lambda: show(box, "tracker-backup", "ActiveState")["ActiveState"] in ("inactive", "failed"),
+             timeout=120, what="the backup to finish")
+    props = show(box, "tracker-backup", "Result", "ExecMainStatus")
+    assert props == {"Result": "success", "ExecMainStatus": "0"}, props
+
+    snaps = snapshots(box)
+    assert len(snaps) == 1 and snaps[0]["good"]
+    assert box.run(["tracker-backup", "verify", snaps[0]["id"]]).returncode == 0
+    # The writer (uid 1000) is unharmed: still running, no errors, files still its own.
+    stats = json.loads(box.run(["cat", STATS]).stdout)
+    assert stats["errors"] == 0 and stats["ops"] > before, stats
+    assert box.run(["systemctl", "is-active", "tracker-writer"], check=False).stdout.strip() == "active"
+    owners = box.sh(f"stat -c '%u %a %n' {DB}*").stdout.split("\n")
+    assert all(line.startswith("1000 ") for line in owners if line), owners
+    # Journal: the structured success message, found by its MESSAGE_ID.
+    entries = journal(box, f"MESSAGE_ID={MESSAGE_IDS['run-succeeded']}")
+    assert len(entries) == 1, entries
+    entry = entries[0]
+    assert entry["SNAPSHOT"] == snaps[0]["id"]
+    assert int(entry["BYTES"]) > 0 and float(entry["DURATION_SEC"]) > 0
+    assert entry["PRIORITY"] == "6" and entry["SYSLOG_IDENTIFIER"] == "tracker-backup"
+    # Backup files are private.
+    modes = box.sh("stat -c '%a' /srv/backups/tracker /srv/backups/tracker/*/ | sort -u").stdout.split()
+    assert set(modes) == {"700"}, modes
+
+
+def test_status_reports_timer_and_next_run_through_dbus(tracker):
+    data = json.loads(tracker.run(["tracker-backup", "status", "--json"]).stdout)
+    assert data["timer"] == "active (waiting)", data
+    assert data["next_run"] and data["next_run"].endswith("03:00:00Z"), data
+    assert data["schedule_interval_sec"] == 86400
+    assert data["warnings"] == [], data
+
+
+def test_timer_schedule_follows_config_on_daemon_reload(tracker):
+    box = tracker
+    listed = box.run(["systemctl", "list-timers", "--no-pager", "tracker-backup.timer"]).stdout
+    assert re.search(r"\d{4}-\d\d-\d\d 03:00:00 UTC .*tracker-backup\.timer", listed), listed
+    assert "*-*-* 03:00:00" in show(box, "tracker-backup.timer", "TimersCalendar")["TimersCalendar"]
+    box.write(CONF, config_text(on_calendar="Mon *-*-* 05:30:00"))
+    box.run(["systemctl", "daemon-reload"])
+    calendar = show(box, "tracker-backup.timer", "TimersCalendar")["TimersCalendar"]
+    assert "Mon *-*-* 05:30:00" in calendar, calendar
+    listed = box.run(["systemctl", "list-timers", "--no-pager", "tracker-backup.timer"]).stdout
+    assert re.search(r"Mon \d{4}-\d\d-\d\d 05:30:00 UTC .*tracker-backup\.timer", listed), listed
+    print(listed)
+
+
+def test_disabled_config_stops_the_timer_and_manual_start_still_works(tracker):
+    box = tracker
+    box.write(CONF, config_text(enabled="no"))
+    box.run(["systemctl", "daemon-reload"])
+    wait_for(lambda: box.run(["systemctl", "is-active", "tracker-backup.timer"],
+                             check=False).stdout.strip() == "inactive", what="timer to stop")
+    assert box.run(["test", "-e", "/run/systemd/generator/timers.target.wants/tracker-backup.timer"],
+                   check=False).returncode != 0
+    before = len(snapshots(box))
+    box.run(["systemctl", "start", "tracker-backup.service"], timeout=180)
+    assert show(box, "tracker-backup", "Result")["Result"] == "success"
+    assert len(snapshots(box)) == before + 1
+
+
+def test_enable_and_disable_commands_apply_at_once_and_keep_comments(tracker):
+    box = tracker
+    out = box.run(["tracker-backup", "enable"]).stdout
+    assert "tracker-backup.timer: active" in out, out
+    assert box.run(["systemctl", "is-active", "tracker-backup.timer"], check=False).stdout.strip() == "active"
+    text = box.run(["cat", CONF]).stdout
+    assert "enabled = yes   ; the switch" in text and text.startswith("; e2e test configuration")
+    assert "tracker-backup.timer" in box.run(["ls", "/run/systemd/generator/timers.target.wants"]).stdout
+    out = box.run(["tracker-backup", "disable"]).stdout
+    assert "tracker-backup.timer: inactive" in out, out
+    assert "enabled = no   ; the switch" in box.run(["cat", CONF]).stdout
+    box.run(["tracker-backup", "enable"])
+
+
+def test_broken_config_fails_the_unit_with_the_error_in_the_journal(tracker):
+    box = tracker
+    box.write(CONF, config_text(rate_limit="fast"))
+    box.run(["systemctl", "daemon-reload"])  # the generator must survive it
+    assert box.run(["systemctl", "is-system-running"], check=False).stdout.strip() in ("running", "degraded")
+    since = box.run(["date", "+%Y-%m-%d %H:%M:%S"]).stdout.strip()
+    proc = box.run(["systemctl", "start", "tracker-backup.service"], check=False, timeout=120)
+    assert proc.returncode != 0
+    props = show(box, "tracker-backup", "Result", "ExecMainStatus")
+    assert props == {"Result": "exit-code", "ExecMainStatus": "2"}, props
+    errors = journal(box, f"MESSAGE_ID={MESSAGE_IDS['config-error']}", "--since", since)
+    assert errors, "no config-error entry in the journal"
+    message = errors[-1]["MESSAGE"]
+    assert "/etc/tracker-backup/tracker-backup.conf" in message
+    assert "[backup] rate_limit = 'fast'" in message and "expected a number" in message, message
+    assert errors[-1]["PRIORITY"] == "3"
+    # The generator logged the same problem and fell back to the packaged defaults.
+    dropin = box.run(["cat", "/run/systemd/generator/tracker-backup.timer.d/"
+                      "50-tracker-backup-config.conf"]).stdout
+    assert "OnCalendar=daily" in dropin
+    box.write(CONF, config_text())
+    box.run(["systemctl", "daemon-reload"])
+
+
+def test_security_exposure_of_installed_service_is_reported(tracker):
+    out = tracker.run(["systemd-analyze", "security", "--no-pager", "tracker-backup.service"]).stdout
+    m = re.search(r"Overall exposure level for tracker-backup\.service: (\d+\.\d+)", out)
+    assert m, out
+    exposure = float(m.group(1))
+    print(f"systemd-analyze security tracker-backup.service: exposure {exposure}")
+    assert exposure <= 2.0
+
+
+def test_purge_removes_config_and_units_but_keeps_backups(tracker):
+    box = tracker
+    count = len(snapshots(box))
+    assert count >= 2
+    box.sh("DEBIAN_FRONTEND=noninteractive apt-get purge -y -q tracker-backup", timeout=300)
+    assert box.run(["test", "-e", "/etc/tracker-backup"], check=False).returncode != 0
+    assert box.run(["test", "-e", "/lib/systemd/system/tracker-backup.service"], check=False).returncode != 0
+    load = show(box, "tracker-backup.timer", "LoadState", "ActiveState")
+    assert load == {"LoadState": "not-found", "ActiveState": "inactive"}, load
+    left = box.sh("ls -d /srv/backups/tracker/*/ | wc -l").stdout.strip()
+    assert int(left) == count
