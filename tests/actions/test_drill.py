@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import time
 
 from support.restore_kit import forge_artifact, latest_snapshot, make_tar, member
-from tracker_backup.errors import EXIT_OK, EXIT_RUN_FAILED
+from tracker_backup.errors import EXIT_LOCKED, EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE
+from tracker_backup.store import Store
 
 
 def test_drill_restores_every_kind_checks_it_and_records_the_rto(cli, tmp_path, storage,
@@ -64,3 +66,17 @@ def test_drill_with_no_snapshots_is_an_error_not_a_success(cli, tmp_path):
     proc = cli("drill")
     assert proc.returncode == EXIT_RUN_FAILED and "no good snapshot" in proc.stderr
     assert cli("drill", "latest").returncode != EXIT_OK
+
+
+def test_drill_waits_for_a_running_backup_with_wait_and_exits_3_without(cli, tmp_path):
+    cli("run", check=True)
+    store = Store(tmp_path / "backups")
+    with store.lock("a backup run"):
+        assert cli("drill").returncode == EXIT_LOCKED
+        child = cli.popen("drill", "--wait", "60s")
+        time.sleep(1.0)
+        assert child.poll() is None, "the drill must wait while the lock is held"
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == EXIT_OK, err
+    assert "drill OK" in out and "waiting" in err
+    assert cli("drill", "--wait", "soon").returncode == EXIT_USAGE

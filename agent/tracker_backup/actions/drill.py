@@ -12,32 +12,51 @@ also marks it failed, so `restore latest` and retention stop counting on it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from tracker_backup import logs
 from tracker_backup.config import Config
-from tracker_backup.errors import RunFailed, TrackerBackupError
+from tracker_backup.errors import LockHeld, RunFailed, TrackerBackupError
 from tracker_backup.restore import plan as planning
 from tracker_backup.store import Store, iso, utc_now
 
 log = logging.getLogger(__name__)
+LOCK_RETRY = 5.0  # seconds between attempts to take the store lock with --wait
 
 
 class _Damaged(RunFailed):
     """The snapshot's own bytes are bad (not the environment)."""
 
 
-def drill(config: Config, *, snap_id: str, as_json: bool, out) -> int:
+@contextlib.contextmanager
+def _lock(store: Store, wait: float) -> Iterator[None]:
+    """The store lock; while a run holds it, retry for up to `wait` seconds."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            with store.lock("drill"):
+                yield
+                return
+        except LockHeld as exc:
+            if time.monotonic() >= deadline:
+                raise
+            log.info("%s; waiting (up to %gs in all)", exc, wait)
+            time.sleep(min(LOCK_RETRY, max(0.0, deadline - time.monotonic())))
+
+
+def drill(config: Config, *, snap_id: str, as_json: bool, out, wait: float = 0.0) -> int:
     """Run one drill; print and record the result; 0 if the snapshot restored, else 1."""
     store = Store(config.backup.path)
     store.prepare(require_mountpoint=config.backup.require_mountpoint, create=False)
-    with store.lock("drill"):
+    with _lock(store, wait):
         snap = store.get(snap_id)
         started = utc_now()
         t0 = time.monotonic()

@@ -51,14 +51,23 @@ def register(subparsers) -> None:
                     "taken and records the result for `list` and `status`.")
     d.add_argument("id", nargs="?", default="latest", help="snapshot id or 'latest' (default)")
     d.add_argument("--json", action="store_true")
+    d.add_argument("--wait", default="0", metavar="DURATION",
+                   help="if a backup run holds the lock, wait up to this long (e.g. 6h; "
+                        "default: fail at once with exit 3)")
     d.set_defaults(handler=drill_handler)
 
 
 def drill_handler(args: argparse.Namespace, config: Config, out) -> int:
     """Entry point of `tracker-backup drill`."""
     from tracker_backup.actions.drill import drill
+    from tracker_backup.config import parse_duration
 
-    return drill(config, snap_id=args.id, as_json=args.json, out=out)
+    try:
+        wait = parse_duration(args.wait)
+    except ValueError:
+        raise UsageError(f"drill --wait {args.wait!r}: expected a duration such as 30s, 10m "
+                         "or 6h") from None
+    return drill(config, snap_id=args.id, as_json=args.json, out=out, wait=wait)
 
 
 def restore_handler(args: argparse.Namespace, config: Config, out) -> int:
