@@ -78,7 +78,8 @@ class StreamingChild:
         self.argv = list(argv)
         self.what = what
         self._stderr = tempfile.TemporaryFile()
-        log.debug("%s: running %s", what, " ".join(self.argv))
+        log.debug("%s: running %s", what,
+                  " ".join("'<script>'" if "\n" in a else a for a in self.argv))
         try:
             self.proc = subprocess.Popen(
                 self.argv, stdin=subprocess.PIPE,

@@ -180,18 +180,10 @@ class MysqlSource:
         except (SourceError, RunFailed) as exc:
             return [str(exc)]
         problems = []
-        glob, schema, table = self._privileges(info["user"])
         grantee = _grantee(info["user"])
-        have = glob | schema
-        if "ALL PRIVILEGES" not in have:
-            tables = self.cfg.tables or [t for t in info["tables"] if t not in self.cfg.exclude_tables]
-            missing = [p for p in DUMP_PRIVILEGES
-                       if p not in have and not all(p in table.get(t, ()) for t in tables)]
-            if missing:
-                problems.append(
-                    f"account {grantee} lacks {', '.join(missing)} on {self.cfg.database!r}, which "
-                    f"mysqldump needs. Fix: GRANT {', '.join(DUMP_PRIVILEGES)} ON "
-                    f"{quote_ident(self.cfg.database)}.* TO {grantee};")
+        missing = self.missing_dump_privileges(info)
+        if missing:
+            problems.append(self._grant_hint(info, missing))
         ok, reason = self._binlog_allowed(info, tools)
         if not ok and info["log_bin"]:
             log.warning("mysql: the binlog position will not be recorded: %s", reason)
@@ -200,6 +192,23 @@ class MysqlSource:
             if problem:
                 problems.append(problem)
         return problems
+
+    def missing_dump_privileges(self, info: dict) -> list[str]:
+        """Which of SELECT, SHOW VIEW, TRIGGER the account lacks on the tables to dump."""
+        glob, schema, table = self._privileges(info["user"])
+        have = glob | schema
+        if "ALL PRIVILEGES" in have:
+            return []
+        tables = self.cfg.tables or [t for t in info["tables"] if t not in self.cfg.exclude_tables]
+        return [p for p in DUMP_PRIVILEGES
+                if p not in have and not all(p in table.get(t, ()) for t in tables)]
+
+    def _grant_hint(self, info: dict, missing: list[str]) -> str:
+        grantee = _grantee(info["user"])
+        return (f"account {grantee} lacks {', '.join(missing)} on {self.cfg.database!r}, which "
+                f"mysqldump needs (without TRIGGER or SHOW VIEW it silently leaves triggers or "
+                f"views out). Fix: GRANT {', '.join(DUMP_PRIVILEGES)} ON "
+                f"{quote_ident(self.cfg.database)}.* TO {grantee};")
 
     def _probe_scratch(self, grantee: str) -> str | None:
         """Try what a restore drill does in a scratch database; None if allowed."""
@@ -223,6 +232,9 @@ class MysqlSource:
         tools = self.client.tools()
         info = self.server_info()
         tables = self.select_tables(info)
+        missing = self.missing_dump_privileges(info)
+        if missing:
+            log.warning("mysql: %s", self._grant_hint(info, missing))
         binlog, reason = self._binlog_allowed(info, tools)
         if not binlog:
             log.info("mysql: not recording the binlog position: %s", reason)
