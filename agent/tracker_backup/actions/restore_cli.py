@@ -8,6 +8,7 @@ stop there on --dry-run, else restore kind by kind and end with one summary line
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -38,6 +39,12 @@ def register(subparsers) -> None:
     r.add_argument("--database", metavar="NAME",
                    help="mysql: the database to load into, created if missing "
                         "(default: [mysql] database)")
+    r.add_argument("--mysql-user", metavar="USER",
+                   help="mysql: account to restore with (default: [mysql] user; the backup "
+                        "account usually may only read)")
+    r.add_argument("--mysql-password-file", type=Path, metavar="FILE",
+                   help="mysql: that account's password file (mode 0600; never on the "
+                        "command line)")
     r.add_argument("--dry-run", action="store_true", help="only show what would be replaced")
     r.add_argument("--force", action="store_true",
                    help="files: replace existing files that differ from the archive")
@@ -77,8 +84,13 @@ def restore_handler(args: argparse.Namespace, config: Config, out) -> int:
         raise UsageError("--to names one target: give --kind sqlite or --kind files with it")
     if args.to is not None and args.kind == "mysql":
         raise UsageError("--to does not apply to mysql: use --database NAME")
-    if args.database is not None and "mysql" not in kinds:
-        raise UsageError("--database applies to --kind mysql only")
+    if "mysql" not in kinds and (args.database or args.mysql_user or args.mysql_password_file):
+        raise UsageError("--database, --mysql-user and --mysql-password-file apply to mysql only")
+    if config.mysql is not None and (args.mysql_user or args.mysql_password_file):
+        from tracker_backup.restore.mysql import with_account
+
+        config = dataclasses.replace(config, mysql=with_account(
+            config.mysql, args.mysql_user, args.mysql_password_file))
     return restore(config, snap_id=args.id, kinds=kinds, to=args.to, database=args.database,
                    dry_run=args.dry_run, force=args.force, out=out)
 
