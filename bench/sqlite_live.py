@@ -6,6 +6,9 @@
 For each size and writer rate, on the same database in the same run:
   idle          the writer alone: its latency baseline (p50/p99/max);
   cp            offline `cp` with the writer stopped: the anchor (the deployer's approach);
+  cp+sync live  `cp` and `sync` of the live file under the writer: NOT a backup (no -wal,
+                may be torn), only the same bytes' I/O load, to separate what copying
+                any 1 GB does to the writer's latency from what the agent adds;
   .backup       `sqlite3 DB ".backup F"` under the writer, killed after --backup-limit
                 seconds; the fraction copied is the largest size F reached / DB size;
   VACUUM INTO   under the writer;
@@ -79,6 +82,26 @@ def measure_cp(db: Path, wd: Path) -> dict:
     row = {"method": "cp (offline)", "wall_s": round(wall, 3), "sync_s": round(sync_s, 3),
            "written_mb": round(dest.stat().st_size / MB, 1), "fraction": 1.0}
     row.update(_check(dest))
+    dest.unlink()
+    return row
+
+
+def measure_cp_live(db: Path, wd: Path, rate: float) -> dict:
+    """cp + sync of the live file under the writer: not a backup (the -wal is left out and a
+    checkpoint may tear it), only the I/O load of copying these bytes, to see what that
+    load alone does to the writer's latency."""
+    dest = wd / "cp-live.db"
+    drop_cache(db)
+    w = Writer(db, wd / "w-cplive.json", rate)
+    t0 = time.monotonic()
+    subprocess.run(["cp", str(db), str(dest)], check=True)
+    subprocess.run(["sync", str(dest)], check=True)
+    wall = time.monotonic() - t0
+    stats = w.stop()
+    row = {"method": "cp+sync live (load only)", "wall_s": round(wall, 3),
+           "written_mb": round(dest.stat().st_size / MB, 1)}
+    row.update(_check(dest))
+    row.update(writer_fields(stats))
     dest.unlink()
     return row
 
@@ -218,8 +241,8 @@ def main() -> int:
     ap.add_argument("--idle-seconds", type=float, default=5.0)
     ap.add_argument("--rate-limit", type=float, default=100.0,
                     help="MB/s for the rate-limited agent runs")
-    ap.add_argument("--methods", default="cp,cli,vacuum,agent",
-                    help="subset of cp,cli,vacuum,agent (cp is always run: it is the anchor)")
+    ap.add_argument("--methods", default="cp,cplive,cli,vacuum,agent",
+                    help="subset of cp,cplive,cli,vacuum,agent (cp always runs: it is the anchor)")
     ap.add_argument("--workdir", help="scratch parent directory (default /var/tmp)")
     ap.add_argument("--out", help="results directory (default bench/results)")
     ap.add_argument("--name", default="sqlite_live")
@@ -237,6 +260,8 @@ def main() -> int:
                 idle = measure_idle(db, wd, rate, args.idle_seconds)
                 group = [{"method": "idle writer", **writer_fields(idle)}]
                 group.append(measure_cp(db, wd))
+                if "cplive" in methods:
+                    group.append(measure_cp_live(db, wd, rate))
                 if "cli" in methods:
                     group.append(measure_cli_backup(db, wd, rate, args.backup_limit))
                 if "vacuum" in methods:
