@@ -7,6 +7,7 @@ decompressing, and `sha256sum` agrees with the manifest.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -100,9 +101,18 @@ class ArtifactWriter:
 
     def write(self, data) -> int:
         n = len(data)
-        self._stream.write(data)
+        try:
+            self._stream.write(data)
+        except OSError as exc:
+            raise self._named(exc) from None
         self.raw_bytes += n
         return n
+
+    def _named(self, exc: OSError) -> OSError:
+        """A buffered write's error (disk full...) carries no file name: add the artifact's."""
+        if exc.filename is None:
+            return OSError(exc.errno, exc.strerror, str(self.target))
+        return exc
 
     def copy_from(self, fh: BinaryIO, limiter=None) -> None:
         """Stream all of `fh` into the artifact."""
@@ -118,8 +128,11 @@ class ArtifactWriter:
             self._fh.flush()
             if exc_type is None:
                 os.fsync(self._fh.fileno())
+        except OSError as err:
+            raise self._named(err) from None
         finally:
-            self._fh.close()
+            with contextlib.suppress(OSError):  # only after a failed flush, which said why
+                self._fh.close()
         if exc_type is None:
             self.artifact = Artifact(
                 path=self.relpath, source=self.source, content=self.content,

@@ -26,3 +26,20 @@ def host(tmp_path) -> Host:
 def baseline(host):
     """(snapshot fingerprints, live-database state) before the fault."""
     return fingerprints(host), db_state(host.db)
+
+
+@pytest.fixture
+def tmpfs():
+    """Factory: tmpfs(path, size) mounts a small tmpfs there; unmounted after the test."""
+    from faults.harness import mount_tmpfs, unmount
+
+    mounted = []
+
+    def mount(path, size: str = "64m"):
+        mount_tmpfs(path, size)
+        mounted.append(path)
+        return path
+
+    yield mount
+    for path in reversed(mounted):
+        unmount(path)

@@ -95,6 +95,11 @@ def make_host(tmp: Path, *, rows: int = 2000, pad: int = 0, wal: bool = True,
     if big_file:
         (storage / "caddy/etc/big.bin").write_bytes(os.urandom(big_file))
     db = create_tracker_db(storage / "tracker/lib/database/tracker.db", rows=rows, pad=pad, wal=wal)
+    if pad:  # a different random blob per row: the copy compresses to about its own size
+        conn = sqlite3.connect(db, isolation_level=None)
+        conn.execute("UPDATE padding SET data = randomblob(?)", (pad,))
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.close()
     backups = backups or tmp / "backups"
     config = tmp / "tb.conf"
     host = Host(tmp, storage, db, backups, config, Cli(config))
@@ -290,3 +295,31 @@ def assert_survived(host: Host, before: dict[str, dict[str, str]], db_before: di
     assert_live_db_intact(host, db_before)
     assert_next_run_succeeds(host)
     assert_published_are_complete(host)
+
+
+# -- small and read-only filesystems ------------------------------------------------------------
+
+def mount_tmpfs(path: Path, size: str) -> None:
+    """A tmpfs of `size` (e.g. "8m") at path: a small disk that really fills up."""
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
+                   check=True)
+
+
+def remount(path: Path, options: str) -> None:
+    subprocess.run(["mount", "-o", f"remount,{options}", str(path)], check=True)
+
+
+def unmount(path: Path) -> None:
+    subprocess.run(["umount", "-l", str(path)], check=False, capture_output=True)
+
+
+def used_bytes(path: Path) -> int:
+    st = os.statvfs(path)
+    return (st.f_blocks - st.f_bfree) * st.f_frsize
+
+
+def leave_free(path: Path, free: int) -> None:
+    """Shrink the tmpfs at path so that only about `free` bytes stay available."""
+    size = used_bytes(path) + free
+    remount(path, f"size={size}")

@@ -271,7 +271,7 @@ class SqliteSource:
             src.execute("ROLLBACK")
             lock_seconds = time.monotonic() - locked_at
         except sqlite3.Error as exc:
-            raise SourceError(f"sqlite: copying {db} failed: {exc}") from None
+            raise SourceError(f"sqlite: copying {db} to {raw.parent} failed: {exc}") from None
         finally:
             if dst is not None:
                 dst.close()
