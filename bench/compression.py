@@ -7,13 +7,17 @@ All methods compress the same file (a copy of the generated tracker database,
 read once first so every method reads it from the page cache: this measures
 compression, not the disk). Output is counted, not stored. Anchors: `zstd -T0`
 (default level 3) and `gzip -6` CLIs. The agent uses level 3 (compression_level)
-and threads=2 (artifacts.store_file); that row is marked "agent".
+and threads=2 (artifacts.store_file); that row is marked "agent". Each python
+run is its own interpreter, so its peak RSS (maxrss_mb) is the compressor's
+memory plus the interpreter's (~10 MB).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -25,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import MB, fresh_copy, machine_info, parse_list, save, table, workdir  # noqa: E402
 from dbgen import parse_size, size_label  # noqa: E402
 
-COLUMNS = ["method", "level", "threads", "seconds", "mb_per_s", "ratio", "out_mb", "x_zstd_cli_speed"]
+COLUMNS = ["method", "level", "threads", "seconds", "mb_per_s", "ratio", "out_mb", "x_zstd_cli_speed",
+           "maxrss_mb"]
 AGENT_LEVEL, AGENT_THREADS = 3, 2
 
 
@@ -46,9 +51,19 @@ def py_zstd(path: Path, level: int, threads: int) -> tuple[float, int]:
     cctx = zstandard.ZstdCompressor(level=level, threads=threads, write_checksum=True)
     sink = _Counter()
     t0 = time.monotonic()
-    with open(path, "rb") as fh:
-        cctx.copy_stream(fh, sink, read_size=1 << 20, write_size=1 << 20)
+    # stream_writer fed 1 MiB chunks: what artifacts.ArtifactWriter does
+    with open(path, "rb") as fh, cctx.stream_writer(sink, closefd=False) as writer:
+        while chunk := fh.read(1 << 20):
+            writer.write(chunk)
     return time.monotonic() - t0, sink.count
+
+
+def py_zstd_child(path: Path, level: int, threads: int) -> tuple[float, int, float]:
+    """py_zstd in a fresh interpreter: (seconds, bytes out, that process's peak RSS in MB)."""
+    proc = subprocess.run([sys.executable, __file__, "--one", str(path), str(level), str(threads)],
+                          capture_output=True, text=True, check=True)
+    res = json.loads(proc.stdout)
+    return res["seconds"], res["out"], res["maxrss_mb"]
 
 
 def cli(path: Path, argv: list[str]) -> tuple[float, int]:
@@ -71,6 +86,11 @@ def warm(path: Path) -> None:
 
 
 def main() -> int:
+    if len(sys.argv) == 5 and sys.argv[1] == "--one":  # child mode of py_zstd_child
+        secs, out = py_zstd(Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
+        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps({"seconds": secs, "out": out, "maxrss_mb": round(maxrss, 1)}))
+        return 0
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", default="1G")
     ap.add_argument("--levels", default="1,3,6,9")
@@ -97,10 +117,11 @@ def main() -> int:
                          "out": out})
         for level in parse_list(args.levels, int):
             for threads in parse_list(args.threads, int):
-                secs, out = py_zstd(src, level, threads)
+                secs, out, maxrss = py_zstd_child(src, level, threads)
                 agent = level == AGENT_LEVEL and threads == AGENT_THREADS
                 rows.append({"method": "python zstd" + (" (agent)" if agent else ""),
-                             "level": level, "threads": threads, "seconds": secs, "out": out})
+                             "level": level, "threads": threads, "seconds": secs, "out": out,
+                             "maxrss_mb": maxrss})
     finally:
         shutil.rmtree(wd, ignore_errors=True)
     anchor = next((r for r in rows if r["method"] == "zstd CLI"), rows[0])

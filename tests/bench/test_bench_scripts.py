@@ -93,6 +93,7 @@ def test_compression_compares_python_zstd_with_the_cli_tools_on_the_same_bytes(t
     cli = data["rows"][0]
     agent = next(r for r in data["rows"] if r["method"] == "python zstd (agent)")
     assert cli["x_zstd_cli_speed"] == 1.0
+    assert all(5 < r["maxrss_mb"] < 500 for r in data["rows"] if r["method"].startswith("python"))
     assert abs(agent["ratio"] - cli["ratio"]) / cli["ratio"] < 0.05  # same format, same level
 
 
