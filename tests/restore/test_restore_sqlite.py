@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sqlite3
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 from conftest import Cli, write_config
-from support.restore_kit import latest_snapshot
+from support.restore_kit import latest_snapshot, leave_stale_wal
 from support.tracker_db import info_hash, invariant, open_copy
 from tracker_backup.errors import EXIT_OK, EXIT_RUN_FAILED
 
@@ -52,30 +49,11 @@ def test_round_trip_under_a_live_writer_keeps_every_committed_row_and_the_invari
     assert counts == manifest["sources"]["sqlite"]["row_counts"]
 
 
-def _leave_stale_wal(db: Path, rows: int) -> None:
-    """Commit rows into the WAL without checkpointing, then die (SIGKILL): -wal stays."""
-    code = (
-        "import sqlite3, sys, time\n"
-        f"c = sqlite3.connect({str(db)!r}, isolation_level=None)\n"
-        "c.execute('PRAGMA wal_autocheckpoint=0')\n"
-        "c.execute('BEGIN')\n"
-        f"c.executemany('INSERT INTO torrents(info_hash, completed) VALUES (?, 7)',"
-        f" ((f'{{n:040x}}',) for n in range(5*10**9, 5*10**9 + {rows})))\n"
-        "c.execute('COMMIT')\n"
-        "print('ready', flush=True)\n"
-        "time.sleep(60)\n"
-    )
-    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    assert child.stdout.readline().strip() == "ready"
-    child.send_signal(signal.SIGKILL)
-    child.wait()
-
-
 def test_in_place_restore_with_a_stale_wal_moves_it_aside_and_the_restored_db_is_intact(
         cli, tmp_path, storage):
     db = storage / DB_REL
     snap_id = cli("run", check=True).stdout.strip()
-    _leave_stale_wal(db, rows=3000)
+    leave_stale_wal(db, rows=3000)
     wal = Path(f"{db}-wal")
     assert wal.stat().st_size > 100_000, "the test needs committed frames in the -wal"
     proc = cli("restore", snap_id, "--kind", "sqlite", check=True)

@@ -6,7 +6,10 @@ import hashlib
 import io
 import json
 import os
+import signal
 import stat
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -78,3 +81,22 @@ def tree(root: Path) -> dict[str, tuple]:
                 what = ("file", path.read_bytes())
             out[rel] = (what[0], stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, what[1])
     return out
+
+
+def leave_stale_wal(db: Path, rows: int) -> None:
+    """Commit rows into the WAL without checkpointing, then die (SIGKILL): -wal stays."""
+    code = (
+        "import sqlite3, sys, time\n"
+        f"c = sqlite3.connect({str(db)!r}, isolation_level=None)\n"
+        "c.execute('PRAGMA wal_autocheckpoint=0')\n"
+        "c.execute('BEGIN')\n"
+        f"c.executemany('INSERT INTO torrents(info_hash, completed) VALUES (?, 7)',"
+        f" ((f'{{n:040x}}',) for n in range(5*10**9, 5*10**9 + {rows})))\n"
+        "c.execute('COMMIT')\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "ready"
+    child.send_signal(signal.SIGKILL)
+    child.wait()
