@@ -19,6 +19,7 @@ hidden debris that the next run removes.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -120,8 +121,13 @@ class Store:
         self.path = Path(path)
 
     # -- preparation -----------------------------------------------------
-    def prepare(self, *, require_mountpoint: bool, create: bool = True) -> None:
-        """Check the backup path is usable; create it (one level) if allowed."""
+    def prepare(self, *, require_mountpoint: bool, create: bool = True,
+                writable: bool = True) -> None:
+        """Check the backup path is usable; create it (one level) if allowed.
+
+        writable=False is for readers (verify, restore): a backup volume mounted
+        read-only to restore from must still be readable.
+        """
         if require_mountpoint:
             if not self.path.is_dir():
                 raise RunFailed(
@@ -146,6 +152,8 @@ class Store:
                 raise RunFailed(f"backup path {self.path}: cannot create: {exc.strerror}") from None
         if not self.path.is_dir():
             raise RunFailed(f"backup path {self.path} is not a directory")
+        if not writable:
+            return
         if not os.access(self.path, os.W_OK | os.X_OK):
             raise RunFailed(f"backup path {self.path} is not writable")
         (self.path / STATE_DIR).mkdir(mode=DIR_MODE, exist_ok=True)
@@ -162,7 +170,16 @@ class Store:
         try:
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
         except OSError as exc:
-            raise RunFailed(f"cannot open lock file {lock_path}: {exc.strerror}") from None
+            if exc.errno != errno.EROFS:
+                raise RunFailed(f"cannot open lock file {lock_path}: {exc.strerror}") from None
+            # Read-only filesystem: nothing can change through this mount, but a
+            # writer elsewhere (a read-write mount of the same volume) still
+            # honours flock on the existing file, which a read-only fd can take.
+            try:
+                fd = os.open(lock_path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                yield
+                return
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -173,8 +190,9 @@ class Store:
                 ) from None
             info = (f"pid {os.getpid()} on {socket.gethostname()}, '{command}' "
                     f"since {iso(utc_now())}\n")
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, info.encode(), 0)
+            with contextlib.suppress(OSError):  # read-only: the text is only information
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, info.encode(), 0)
             yield
         finally:
             os.close(fd)

@@ -99,7 +99,8 @@ def restore(config: Config, *, snap_id: str, kinds: tuple[str, ...], to: Path | 
             database: str | None, dry_run: bool, force: bool, out) -> int:
     """Restore the chosen kinds of one snapshot; return 0 (raises on any failure)."""
     store = Store(config.backup.path)
-    store.prepare(require_mountpoint=config.backup.require_mountpoint, create=False)
+    store.prepare(require_mountpoint=config.backup.require_mountpoint, create=False,
+                  writable=False)  # restoring from a volume mounted read-only must work
     t0 = time.monotonic()
     stamp = utc_now().strftime("%Y%m%dT%H%M%SZ")
     with store.lock("restore"):

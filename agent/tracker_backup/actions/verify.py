@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 from tracker_backup import logs
 from tracker_backup.config import Config
@@ -17,7 +18,10 @@ def verify(config: Config, *, snap_id: str | None, all_snapshots: bool, as_json:
     if snap_id and all_snapshots:
         raise UsageError("give a snapshot id or --all, not both")
     store = Store(config.backup.path)
-    store.prepare(require_mountpoint=config.backup.require_mountpoint, create=False)
+    store.prepare(require_mountpoint=config.backup.require_mountpoint, create=False,
+                  writable=False)
+    # Scratch space beside the snapshots when we may write there, else the system's.
+    scratch = store.path if os.access(store.path, os.W_OK) else None
     results = []
     with store.lock("verify"):
         snaps = store.snapshots()
@@ -30,9 +34,9 @@ def verify(config: Config, *, snap_id: str | None, all_snapshots: bool, as_json:
         if not chosen:
             raise UsageError(f"no snapshots to verify in {store.path}")
         for snap in chosen:
-            problems = verify_snapshot(snap, config.backup.verify, scratch_parent=store.path)
+            problems = verify_snapshot(snap, config.backup.verify, scratch_parent=scratch)
             result = "ok" if not problems else "failed"
-            if snap.problem is None:
+            if snap.problem is None and scratch is not None:
                 store.record_check(snap.id, {"kind": "verify", "result": result, "at": iso(utc_now()),
                                              "level": config.backup.verify, "problems": problems})
             results.append({"id": snap.id, "result": result, "problems": problems})
