@@ -8,6 +8,7 @@ reported when it fails.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import subprocess
@@ -21,6 +22,7 @@ from tracker_backup.errors import RunFailed
 log = logging.getLogger(__name__)
 
 # Environment variables that may carry secrets into children; always removed.
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 SECRET_ENV = ("MYSQL_PWD", "MYSQL_PASSWORD", "MARIADB_PASSWORD", "PGPASSWORD")
 
 
@@ -91,6 +93,10 @@ class StreamingChild:
         except PermissionError:
             self._stderr.close()
             raise RunFailed(f"{what}: not executable: {self.argv[0]}") from None
+        if stdout:
+            # A 1 MiB pipe instead of 64 KiB: fewer wake-ups for a fast producer (Linux only).
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(self.proc.stdout.fileno(), F_SETPIPE_SZ, 1 << 20)
         self.feed_errors: list[BaseException] = []
         self._feeder = threading.Thread(target=_feed, args=(self.proc.stdin, feed, self.feed_errors),
                                         name=f"feed-{what}", daemon=True)

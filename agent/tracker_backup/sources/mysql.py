@@ -285,8 +285,7 @@ class MysqlSource:
                                 content="sql", compression=compression,
                                 level=ctx.backup.compression_level,
                                 threads=2 if compression == "zstd" else 0) as writer:
-                read = child.stdout.read1 if hasattr(child.stdout, "read1") else child.stdout.read
-                while chunk := read(CHUNK):
+                while chunk := child.stdout.read(CHUNK):  # whole MiBs: few wake-ups
                     ctx.limiter.consume(len(chunk))
                     writer.write(chunk)
                     scanner.feed(chunk)
