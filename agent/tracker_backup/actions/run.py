@@ -22,7 +22,7 @@ def run(config: Config, *, prune: bool = True) -> str:
     started = utc_now()
     t0 = time.monotonic()
     snap_id = None
-    prepared = False
+    prepared = published = False
     try:
         lower_priority()
         store.prepare(require_mountpoint=config.backup.require_mountpoint)
@@ -38,6 +38,7 @@ def run(config: Config, *, prune: bool = True) -> str:
             except BaseException:
                 store.discard(staging)
                 raise
+            published = True
             duration = time.monotonic() - t0
             total = sum(a["bytes"] for a in manifest["artifacts"])
             store.record_run({"result": "success", "snapshot": snap_id, "started": iso(started),
@@ -64,15 +65,19 @@ def run(config: Config, *, prune: bool = True) -> str:
                             + (f": {exc.filename}" if getattr(exc, "filename", None) else ""))
         duration = time.monotonic() - t0
         message = str(exc) or type(exc).__name__
-        if prepared and not isinstance(exc, LockHeld):
+        if published:  # e.g. status write or retention failed: the snapshot itself is complete
+            message = f"snapshot {snap_id} was published, but then: {message}"
+        if prepared and (published or not isinstance(exc, LockHeld)):
             try:
                 store.record_run({"result": "failed", "error": message, "started": iso(started),
-                                  "finished": iso(utc_now()), "duration_sec": round(duration, 3)})
+                                  "finished": iso(utc_now()), "duration_sec": round(duration, 3),
+                                  "snapshot": snap_id if published else None})
             except OSError as os_exc:
                 log.warning("could not record the failed run's status: %s", os_exc)
         kind = "lock-held" if isinstance(exc, LockHeld) else "run-failed"
-        logs.event(kind, f"backup failed, nothing published: {message}", error=True,
-                   duration_sec=f"{duration:.3f}", error_text=message)
+        logs.event(kind, message if published else f"backup failed, nothing published: {message}",
+                   error=True, duration_sec=f"{duration:.3f}", error_text=message,
+                   snapshot=snap_id if published else None)
         raise exc from None
 
 

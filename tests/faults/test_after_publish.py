@@ -1,0 +1,56 @@
+"""Failures after the snapshot is published (status write, retention): the snapshot stays, and says so."""
+
+from __future__ import annotations
+
+import json
+
+from faults.harness import (
+    SyscallTrap,
+    assert_survived,
+    db_state,
+    fingerprints,
+    make_host,
+    trap_command,
+    wait_for,
+)
+
+
+def test_status_write_failing_after_publish_reports_the_published_snapshot(tmp_path):
+    host = make_host(tmp_path, big_file=6_000_000)
+    host.cli("run", check=True)
+    before, db_before = fingerprints(host), db_state(host.db)
+    host.write_config(backup=f"path = {host.backups}\nrate_limit = 3")
+    proc = host.start()
+    staging = wait_for(host.staging, what="the staging directory", proc=proc)
+    trap = SyscallTrap(proc.pid, host.backups / f".state/.status.json.tmp-{proc.pid}", "write",
+                       action="error=ENOSPC")
+    _out, err = proc.communicate(timeout=120)
+    assert "(INJECTED)" in trap.close()
+    assert proc.returncode == 1, err
+    new = staging.name.removeprefix(".staging-")
+    assert (host.backups / new / "MANIFEST.json").is_file()
+    last = err.strip().splitlines()[-1]
+    assert f"snapshot {new} was published" in last and "No space left" in last, last
+    assert "nothing published" not in err
+    host.write_config(backup=f"path = {host.backups}")
+    assert_survived(host, before, db_before)
+
+
+def test_retention_failing_after_publish_keeps_new_snapshot_and_says_it_was_published(tmp_path):
+    host = make_host(tmp_path, retention="keep_last = 1\nkeep_days = 0")
+    host.cli("run", check=True)
+    before, db_before = fingerprints(host), db_state(host.db)
+    (old,) = before
+    proc = host.start("run", prefix=trap_command(host.backups / f".deleting-{old}", "unlinkat",
+                                                 action="error=EIO"))
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    new = {p.name for p in host.snapshots()} - {old}
+    assert len(new) == 1, new
+    (new_id,) = new
+    last = err.strip().splitlines()[-1]
+    assert f"snapshot {new_id} was published" in last and "Input/output error" in last, last
+    status = json.loads((host.backups / ".state/status.json").read_text())
+    assert status["last_success"]["snapshot"] == new_id
+    assert status["last_run"]["snapshot"] == new_id
+    assert_survived(host, before, db_before, may_delete={old})
