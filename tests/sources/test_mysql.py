@@ -480,3 +480,67 @@ include = **
     left_out = manifest_of(snap)["sources"]["files"]["left_out"]
     assert {"path": "data", "reason": "live MySQL/MariaDB data directory (backed up by [mysql], "
             "never as raw files)"} in left_out
+
+
+# -- connection by TCP, truncated streams, memory ---------------------------------
+def test_host_and_port_connect_over_tcp(tmp_path, fresh_cli):
+    server = MariaDB.start(tcp=True)
+    try:
+        server.create_tracker_db("torrust_tracker", rows=1000)
+        server.create_user(USER, PASSWORD, [DUMP_GRANT.format(db="torrust_tracker")],
+                           host="127.0.0.1")
+        conf = write_conf(tmp_path, server, "torrust_tracker")
+        conf.write_text(conf.read_text().replace(
+            f"socket = {server.socket}", f"host = 127.0.0.1\nport = {server.port}"))
+        fresh_cli(conf)("run", check=True)
+    finally:
+        server.stop()
+    snap, = published(tmp_path)
+    src = manifest_of(snap)["sources"]["mysql"]
+    assert src["user"] == f"{USER}@127.0.0.1" and src["origin"].endswith(f"127.0.0.1:{server.port}")
+    assert src["row_counts"]["torrents"] == 1000
+
+
+def test_a_dump_cut_short_with_exit_status_zero_fails_on_the_missing_trailer(
+        tmp_path, mariadb_server, fresh_cli):
+    db = new_db(mariadb_server, rows=5000)
+    # The prefix passes the tools' output through `head`, which ends the stream early and
+    # exits 0: only the trailer check can tell.
+    conf = write_conf(tmp_path, mariadb_server, db,
+                      mysql="exec_prefix = sh -c '\"$@\" | head -c 20000' sh")
+    proc = fresh_cli(conf)("run")
+    assert proc.returncode == 1
+    assert f"the dump of {db} is incomplete: no '-- Dump completed' trailer" in proc.stderr
+    assert published(tmp_path) == [] and staging_left(tmp_path) == []
+
+
+def _peak_rss_kb(conf: Path) -> int:
+    """Peak RSS of a `run` (the agent and its waited-for children), in KiB."""
+    cmd = ["/usr/bin/python3", "-m", "tracker_backup", "--config", str(conf), "-q", "run"]
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, env=agent_env(), stdout=subprocess.DEVNULL, stderr=err)
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        assert proc.returncode == 0, err.read().decode()
+    return usage.ru_maxrss
+
+
+def test_agent_memory_does_not_grow_with_the_dump(tmp_path, mariadb_server):
+    small_db = new_db(mariadb_server, rows=10_000)
+    big_db = new_db(mariadb_server, rows=500_000)
+    mariadb_server.create_user(USER, PASSWORD, [DUMP_GRANT.format(db=small_db),
+                                                DUMP_GRANT.format(db=big_db)])
+    peaks = {}
+    for name, db in (("small", small_db), ("big", big_db)):
+        (tmp_path / name).mkdir()
+        conf = write_conf(tmp_path / name, mariadb_server, db, backup="compression = none")
+        peaks[name] = _peak_rss_kb(conf)
+    snap, = published(tmp_path / "big")
+    raw = manifest_of(snap)["artifacts"][0]["raw_bytes"]
+    assert raw > 25_000_000
+    # Holding the dump (or a table) in memory would add ~raw bytes; streaming adds nothing.
+    assert peaks["big"] - peaks["small"] < 8 * 1024, (peaks, raw)
+    print(f"\npeak RSS: {peaks['small'] / 1024:.1f} MiB (10k rows) vs {peaks['big'] / 1024:.1f} MiB "
+          f"(500k rows, {raw / 1e6:.1f} MB dump)")
+    mariadb_server.sql(f"DROP DATABASE `{big_db}`; DROP DATABASE `{small_db}`;")

@@ -7,7 +7,8 @@
     writer = server.start_writer("torrust_tracker", stats=path, rate=300)   # tests/support/mysql_writer.py
     server.stop()
 
-The server has no TCP port (--skip-networking), binary logging on, and lives
+The server has no TCP port (--skip-networking) unless started with tcp=True
+(then 127.0.0.1 only, at server.port), binary logging on, and lives
 in a directory of its own under /tmp (mode 0755, so a client run as another
 user, e.g. through an exec_prefix, can reach the socket). Pytest fixtures:
 `mariadb_server` (one per session) and `private_mariadb` (one per test, for
@@ -20,6 +21,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -65,6 +67,13 @@ def info_hash(n: int) -> str:
     return f"{n:040x}"
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def sql_str(text: str) -> str:
     """A SQL string literal."""
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
@@ -73,8 +82,9 @@ def sql_str(text: str) -> str:
 class MariaDB:
     """One private mariadbd process and its data directory."""
 
-    def __init__(self, base: Path):
+    def __init__(self, base: Path, port: int | None = None):
         self.base = base
+        self.port = port  # TCP on 127.0.0.1 when set; else no networking at all
         self.datadir = base / "data"
         self.socket = base / "mysqld.sock"
         self.pidfile = base / "mysqld.pid"
@@ -83,12 +93,15 @@ class MariaDB:
 
     # -- lifecycle -------------------------------------------------------
     @classmethod
-    def start(cls, log_bin: bool = True) -> MariaDB:
-        """Create a data directory in a fresh temp dir and start a server on it."""
+    def start(cls, log_bin: bool = True, tcp: bool = False) -> MariaDB:
+        """Create a data directory in a fresh temp dir and start a server on it.
+
+        tcp=True also listens on 127.0.0.1 at a free port (server.port).
+        """
         base = Path(tempfile.mkdtemp(prefix="tb-mariadb-"))
         os.chmod(base, 0o755)
         shutil.chown(base, "mysql", "mysql")  # the server writes its socket, pid and log here
-        server = cls(base)
+        server = cls(base, free_port() if tcp else None)
         server.datadir.mkdir()
         shutil.chown(server.datadir, "mysql", "mysql")
         subprocess.run(
@@ -100,9 +113,13 @@ class MariaDB:
 
     def _spawn(self, log_bin: bool) -> None:
         args = [MARIADBD, "--no-defaults", "--user=mysql", f"--datadir={self.datadir}",
-                f"--socket={self.socket}", f"--pid-file={self.pidfile}", "--skip-networking",
+                f"--socket={self.socket}", f"--pid-file={self.pidfile}",
                 f"--log-error={self.errlog}", "--innodb-buffer-pool-size=256M",
                 "--innodb-flush-log-at-trx-commit=2", "--skip-name-resolve"]
+        if self.port:
+            args += ["--bind-address=127.0.0.1", f"--port={self.port}"]
+        else:
+            args.append("--skip-networking")
         if log_bin:
             args += [f"--log-bin={self.datadir}/binlog", "--server-id=1", "--sync-binlog=0"]
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -181,12 +198,16 @@ class MariaDB:
                     f"'{METRIC}', COALESCE(SUM(completed), 0) FROM torrents;")
         self.sql("\n".join(fill), database=name)
 
-    def create_user(self, user: str, password: str | None, grants: list[str]) -> None:
-        """(Re)create 'user'@'localhost' with `grants` (each 'PRIVS ON what')."""
+    def create_user(self, user: str, password: str | None, grants: list[str],
+                    host: str = "localhost") -> None:
+        """(Re)create 'user'@'host' with `grants` (each 'PRIVS ON what').
+
+        'localhost' is the unix socket; TCP clients from 127.0.0.1 need host='127.0.0.1'.
+        """
         ident = f" IDENTIFIED BY {sql_str(password)}" if password is not None else ""
-        lines = [f"DROP USER IF EXISTS '{user}'@'localhost';",
-                 f"CREATE USER '{user}'@'localhost'{ident};"]
-        lines += [f"GRANT {g} TO '{user}'@'localhost';" for g in grants]
+        lines = [f"DROP USER IF EXISTS '{user}'@'{host}';",
+                 f"CREATE USER '{user}'@'{host}'{ident};"]
+        lines += [f"GRANT {g} TO '{user}'@'{host}';" for g in grants]
         self.sql("\n".join(lines))
 
     def invariant(self, database: str) -> tuple[int, int]:
