@@ -176,10 +176,18 @@ def test_disabled_config_stops_the_timer_and_manual_start_still_works(tracker):
     box = tracker
     box.write(CONF, config_text(enabled="no"))
     box.run(["systemctl", "daemon-reload"])
-    wait_for(lambda: box.run(["systemctl", "is-active", "tracker-backup.timer"],
-                             check=False).stdout.strip() == "inactive", what="timer to stop")
+    try:
+        wait_for(lambda: box.run(["systemctl", "is-active", "tracker-backup.timer"],
+                                 check=False).stdout.strip() == "inactive", what="timer to stop")
+    except AssertionError as exc:
+        diag = box.sh("systemctl status --no-pager tracker-backup-schedule.path "
+                      "tracker-backup-schedule.service tracker-backup.timer; "
+                      "journalctl -b --no-pager | tail -40", check=False).stdout
+        raise AssertionError(f"{exc}\n{diag}") from None
     assert box.run(["test", "-e", "/run/systemd/generator/timers.target.wants/tracker-backup.timer"],
                    check=False).returncode != 0
+    applied = box.run(["journalctl", "--no-pager", "-o", "cat", "-u", "tracker-backup-schedule"]).stdout
+    assert "tracker-backup.timer: inactive" in applied, applied
     before = len(snapshots(box))
     box.run(["systemctl", "start", "tracker-backup.service"], timeout=180)
     assert show(box, "tracker-backup", "Result")["Result"] == "success"
@@ -217,6 +225,8 @@ def test_broken_config_fails_the_unit_with_the_error_in_the_journal(tracker):
     assert "[backup] rate_limit = 'fast'" in message and "expected a number" in message, message
     assert errors[-1]["PRIORITY"] == "3"
     # The generator logged the same problem and fell back to the packaged defaults.
+    boot_log = box.run(["journalctl", "-b", "--no-pager", "-o", "cat"]).stdout
+    assert re.search(r"tracker-backup-generator: .*rate_limit = 'fast'.*falling back", boot_log)
     dropin = box.run(["cat", "/run/systemd/generator/tracker-backup.timer.d/"
                       "50-tracker-backup-config.conf"]).stdout
     assert "OnCalendar=daily" in dropin

@@ -4,8 +4,9 @@
 [schedule] section (comments, order and every other line are kept), then apply
 the config through D-Bus: daemon-reload (the generator rewrites the drop-ins and
 the timers.target.wants links) and start or stop the timers. `apply-schedule`
-does the second half alone; tracker-backup-config.path runs it whenever the
-config file changes, so editing the file is enough.
+does the second half alone; tracker-backup-schedule.path runs it after a
+`systemctl daemon-reload` that found the enabled setting changed, so editing the
+file and reloading is enough.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tracker_backup import systemd
+from tracker_backup import generator, systemd
 from tracker_backup.config import Config, load_config
 from tracker_backup.errors import EXIT_OK, EXIT_RUN_FAILED
 
@@ -61,10 +62,10 @@ def apply_until_stable(config: Config, out, rounds: int = 5) -> int:
     path = Path(config.file)
     for _ in range(rounds):
         before = _stamp(path)
+        config = load_config(path)  # read after the stamp: a later edit shows as a new stamp
         code = apply(config, out)
         if code != EXIT_OK or _stamp(path) == before:
             return code
-        config = load_config(path)
     return code
 
 
@@ -143,6 +144,8 @@ def apply(config: Config, out) -> int:
               file=out)
         return EXIT_OK
     try:
+        # Recorded first: the generator run by this reload then sees nothing pending.
+        generator.write_applied_record(config.schedule.enabled)
         systemd.daemon_reload()
         timers = [systemd.TIMER]
         if systemd.unit_file_exists(systemd.DRILL_TIMER):
@@ -153,7 +156,7 @@ def apply(config: Config, out) -> int:
             else:
                 systemd.stop_unit(timer)
         state = _settled_state(systemd.TIMER, config.schedule.enabled)
-    except systemd.SystemdUnavailable as exc:
+    except (systemd.SystemdUnavailable, OSError) as exc:
         print(f"tracker-backup: error: could not apply the schedule through systemd: {exc}",
               file=sys.stderr)
         return EXIT_RUN_FAILED
