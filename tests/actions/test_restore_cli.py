@@ -7,7 +7,7 @@ import os
 import time
 
 from conftest import Cli
-from support.restore_kit import latest_snapshot
+from support.restore_kit import forge_artifact, latest_snapshot, make_tar, member
 from support.tracker_db import open_copy
 from tracker_backup.errors import EXIT_LOCKED, EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE
 from tracker_backup.store import Store
@@ -103,3 +103,17 @@ def test_dry_run_lists_row_counts_owner_and_mode(cli, tmp_path):
     counts = manifest["sources"]["sqlite"]["row_counts"]
     assert f"torrents {counts['torrents']}" in proc.stdout
     assert "owner 0:0 mode 0644" in proc.stdout
+
+
+def test_every_kind_is_checked_before_any_is_restored(cli, tmp_path, storage):
+    """A malicious files archive stops the restore before the SQLite database is touched."""
+    cli("run", check=True)
+    forge_artifact(latest_snapshot(tmp_path / "backups"), "files.tar.zst",
+                   make_tar([member("../escape")]), members=1)
+    db = storage / "tracker/lib/database/tracker.db"
+    inode = db.stat().st_ino
+    proc = cli("restore")
+    assert proc.returncode == EXIT_RUN_FAILED and "contains '..'" in proc.stderr
+    assert db.stat().st_ino == inode
+    assert not [n for n in os.listdir(db.parent) if ".before-restore-" in n]
+    assert not (storage.parent / "escape").exists()

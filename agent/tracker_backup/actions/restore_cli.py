@@ -121,7 +121,15 @@ def restore(config: Config, *, snap_id: str, kinds: tuple[str, ...], to: Path | 
             raise UsageError(f"files: {len(blocked[0].scan.replaces)} existing file(s) under "
                              f"{blocked[0].target} differ from the archive (listed above): rerun "
                              "with --force to replace them, or restore elsewhere with --to")
-        results = [step.run(stamp) for step in steps]
+        results = []
+        for step in steps:
+            try:
+                results.append(step.run(stamp))
+            except BaseException:
+                if results:  # say what is already restored, since the error names only the rest
+                    log.error("restore of snapshot %s stopped part way; already restored: %s",
+                              snap.id, "; ".join(_describe(r) for r in results))
+                raise
     seconds = time.monotonic() - t0
     summary = (f"restored snapshot {snap.id} in {seconds:.1f}s: "
                + "; ".join(_describe(r) for r in results))
