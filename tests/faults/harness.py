@@ -286,7 +286,7 @@ def assert_next_run_succeeds(host: Host) -> str:
     return new
 
 
-def assert_survived(host: Host, before: dict[str, dict[str, str]], db_before: dict,
+def assert_survived(host: Host, before: dict[str, dict[str, str]], db_before: dict | None,
                     may_delete: set[str] = frozenset()) -> None:
     """The common promise after any fault: nothing lost, nothing half-done, next run fine."""
     assert_lock_free(host)

@@ -162,6 +162,13 @@ class SqliteSource:
             method, extra = self._copy_rollback(raw, ctx)
             details.update(extra)
         details["copy_seconds"] = round(time.monotonic() - started, 3)
+        changed = _origin_change(db, st)
+        if changed:
+            # The copy is still one consistent, checked snapshot of the file as it was, and
+            # may be the only copy of that data left: keep it, and say so loudly.
+            details["origin_changed"] = changed
+            log.warning("sqlite: %s %s while it was being copied; this snapshot holds the "
+                        "file as it was when the copy began", db, changed)
 
         check = check_database(raw, ctx.backup.verify, self.cfg.required_tables)
         details["check"] = {k: v for k, v in check.items() if k != "row_counts"}
@@ -281,6 +288,17 @@ class SqliteSource:
                 log.warning("sqlite: gave %s the database file's owner/mode", ", ".join(fixed))
         return {"page_size": page_size, "page_count": total_pages, "copied_bytes": total_bytes,
                 "read_transaction_seconds": round(lock_seconds, 3)}
+
+
+def _origin_change(db: Path, before: os.stat_result) -> str | None:
+    """How the live database file changed identity since `before`, if it did."""
+    try:
+        now = os.stat(db)
+    except FileNotFoundError:
+        return "was deleted"
+    if (now.st_dev, now.st_ino) != (before.st_dev, before.st_ino):
+        return "was replaced by another file"
+    return None
 
 
 def verify_stored(snapshot_dir: Path, source: dict, artifacts: list[Artifact], level: str,
