@@ -28,6 +28,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tracker_backup import systemd
 from tracker_backup.config import DEFAULT_CONFIG_PATH, BackupConfig, Config, ScheduleConfig, load_config
 from tracker_backup.errors import ConfigError
 
@@ -207,9 +208,18 @@ def _write(path: Path, lines: list[str]) -> Path:
     return path
 
 
-def log(message: str) -> None:
-    """Generators log on stderr (to the journal or kmsg), with a syslog priority prefix."""
-    sys.stderr.write(f"{message}\n")
+def log(message: str, priority: int = 3) -> None:
+    """To the journal when it runs (daemon-reload), else kmsg (early boot), else stderr.
+
+    SYSTEMD_LOG_TARGET=console (systemd's own convention) sends it to stderr only.
+    """
+    if os.environ.get("SYSTEMD_LOG_TARGET") != "console":
+        if systemd.journal_send(message, priority=priority, identifier=NAME):
+            return
+        with contextlib.suppress(OSError), open("/dev/kmsg", "w") as kmsg:
+            kmsg.write(f"<{priority}>{NAME}: {message}\n")
+            return
+    sys.stderr.write(f"{NAME}: {message}\n")
     sys.stderr.flush()
 
 
@@ -217,22 +227,22 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: `tracker-backup-generator NORMAL_DIR [EARLY_DIR LATE_DIR]`. Always exits 0."""
     argv = sys.argv[1:] if argv is None else argv
     if not argv:
-        log("<3>usage: tracker-backup-generator NORMAL_DIR [EARLY_DIR LATE_DIR]")
+        log("usage: tracker-backup-generator NORMAL_DIR [EARLY_DIR LATE_DIR]")
         return 0
     out = Path(argv[0])
     config_path = Path(os.environ.get("TRACKER_BACKUP_CONFIG") or DEFAULT_CONFIG_PATH)
     try:
         plan = plan_for(load_config(config_path))
     except ConfigError as exc:
-        log(f"<3>{NAME}: {exc}; falling back to the packaged defaults (schedule daily, timer enabled)")
+        log(f"{exc}; falling back to the packaged defaults (schedule daily, timer enabled)")
         plan = fallback_plan()
     except Exception as exc:  # noqa: BLE001 - a generator must never break the boot
-        log(f"<3>{NAME}: unexpected {type(exc).__name__}: {exc}; falling back to the defaults")
+        log(f"unexpected {type(exc).__name__}: {exc}; falling back to the defaults")
         plan = fallback_plan()
     try:
         write_plan(plan, out)
     except Exception as exc:  # noqa: BLE001 - same: log, leave the static units as they are
-        log(f"<3>{NAME}: could not write drop-ins to {out}: {exc}")
+        log(f"could not write drop-ins to {out}: {exc}")
     return 0
 
 

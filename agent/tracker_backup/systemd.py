@@ -260,3 +260,21 @@ def calendar_elapses(expression: str, iterations: int = 2) -> list[float]:
                 if not times or times[-1] != stamp:
                     times.append(float(stamp))
     return times
+
+
+def journal_send(message: str, *, priority: int = 6, identifier: str = "tracker-backup",
+                 **fields: object) -> bool:
+    """Send one entry to journald's native socket; False when journald is not there.
+
+    For code not run as a unit's main process (the generator), whose stderr is
+    not connected to the journal.
+    """
+    entry = {"MESSAGE": message, "PRIORITY": priority, "SYSLOG_IDENTIFIER": identifier}
+    entry.update({k.upper(): v for k, v in fields.items()})
+    payload = b"".join(_encode_field(k, v) for k, v in entry.items())
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.sendto(payload, JOURNAL_SOCKET)
+        return True
+    except OSError:
+        return False

@@ -225,8 +225,8 @@ def test_broken_config_fails_the_unit_with_the_error_in_the_journal(tracker):
     assert "[backup] rate_limit = 'fast'" in message and "expected a number" in message, message
     assert errors[-1]["PRIORITY"] == "3"
     # The generator logged the same problem and fell back to the packaged defaults.
-    boot_log = box.run(["journalctl", "-b", "--no-pager", "-o", "cat"]).stdout
-    assert re.search(r"tracker-backup-generator: .*rate_limit = 'fast'.*falling back", boot_log)
+    boot_log = box.run(["journalctl", "-b", "--no-pager", "-o", "cat", "-t", "tracker-backup-generator"]).stdout
+    assert re.search(r"rate_limit = 'fast'.*falling back", boot_log)
     dropin = box.run(["cat", "/run/systemd/generator/tracker-backup.timer.d/"
                       "50-tracker-backup-config.conf"]).stdout
     assert "OnCalendar=daily" in dropin
