@@ -53,14 +53,15 @@ COLUMNS = ["size", "rate", "method", "wall_s", "x_cp", "copy_s", "verify_s", "ok
            "written_mb", "maxrss_mb", "w_errors", "w_p50_ms", "w_p99_ms", "w_max_ms", "p99_x_idle",
            "w_rate"]
 
-AGENT_VARIANTS = [
-    # (label, compression, rate limited, verify)
-    ("agent none", "none", False, "full"),
-    ("agent none rl", "none", True, "full"),
-    ("agent zstd", "zstd", False, "full"),
-    ("agent zstd rl", "zstd", True, "full"),
-    ("agent none quick", "none", False, "quick"),
-]
+METHODS = ("cp", "cplive", "cli", "vacuum", "agent")
+AGENT_VARIANTS = {
+    # name: (label, compression, rate limited, verify)
+    "none": ("agent none", "none", False, "full"),
+    "none-rl": ("agent none rl", "none", True, "full"),
+    "zstd": ("agent zstd", "zstd", False, "full"),
+    "zstd-rl": ("agent zstd rl", "zstd", True, "full"),
+    "none-quick": ("agent none quick", "none", False, "quick"),
+}
 
 
 def measure_idle(db: Path, wd: Path, rate: float, seconds: float) -> dict:
@@ -241,13 +242,20 @@ def main() -> int:
     ap.add_argument("--idle-seconds", type=float, default=5.0)
     ap.add_argument("--rate-limit", type=float, default=100.0,
                     help="MB/s for the rate-limited agent runs")
-    ap.add_argument("--methods", default="cp,cplive,cli,vacuum,agent",
+    ap.add_argument("--methods", default=",".join(METHODS),
                     help="subset of cp,cplive,cli,vacuum,agent (cp always runs: it is the anchor)")
+    ap.add_argument("--variants", default=",".join(AGENT_VARIANTS),
+                    help=f"agent runs, subset of {','.join(AGENT_VARIANTS)}")
     ap.add_argument("--workdir", help="scratch parent directory (default /var/tmp)")
     ap.add_argument("--out", help="results directory (default bench/results)")
     ap.add_argument("--name", default="sqlite_live")
     args = ap.parse_args()
     methods = set(parse_list(args.methods))
+    for opt, given, known in (("--methods", methods, METHODS),
+                              ("--variants", set(parse_list(args.variants)), AGENT_VARIANTS)):
+        if given - set(known):
+            ap.error(f"{opt}: unknown {', '.join(sorted(given - set(known)))}; "
+                     f"expected some of {', '.join(known)}")
     wd = workdir(args.workdir, "live")
     machine = machine_info(wd)
     rows: list[dict] = []
@@ -267,7 +275,8 @@ def main() -> int:
                 if "vacuum" in methods:
                     group.append(measure_vacuum_into(db, wd, rate))
                 if "agent" in methods:
-                    for label, comp, limited, verify in AGENT_VARIANTS:
+                    for variant in parse_list(args.variants):
+                        label, comp, limited, verify = AGENT_VARIANTS[variant]
                         group.append(measure_agent(db, wd, rate, label, comp,
                                                    args.rate_limit if limited else 0, verify))
                 cp_wall = group[1]["wall_s"]

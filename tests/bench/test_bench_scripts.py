@@ -151,3 +151,12 @@ def test_report_fails_clearly_without_results(tmp_path):
     proc = subprocess.run([sys.executable, str(BENCH / "report.py"), "--results", str(tmp_path)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and f"no results in {tmp_path}" in proc.stderr
+
+
+def test_sqlite_live_rejects_an_unknown_agent_variant_naming_it_and_the_choices(tmp_path):
+    proc = subprocess.run([sys.executable, str(BENCH / "sqlite_live.py"), "--variants", "none,fast",
+                           "--workdir", str(tmp_path), "--out", str(tmp_path / "results")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "--variants: unknown fast; expected some of none, none-rl, zstd" in proc.stderr
+    assert not (tmp_path / "results").exists()
