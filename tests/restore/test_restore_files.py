@@ -157,5 +157,7 @@ def test_restore_into_a_new_directory_creates_it(cli, tmp_path, storage):
     cli("run", check=True)
     target = tmp_path / "new" / "storage"
     assert cli("restore", "--kind", "files", "--to", str(target)).returncode == EXIT_OK
+    for d in (target.parent, target):  # 0755 although the agent runs with umask 077
+        assert d.stat().st_mode & 0o777 == 0o755, d
     assert (target / "tracker/etc/tracker.toml").read_text() == "[core]\nlisted = false\n"
     assert not (target / "tracker/lib/database/other.db").exists()

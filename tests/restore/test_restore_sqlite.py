@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import stat
 from pathlib import Path
@@ -187,3 +188,21 @@ def test_restore_to_a_directory_uses_the_database_name(cli, tmp_path):
     target.mkdir()
     assert cli("restore", "--kind", "sqlite", "--to", str(target)).returncode == EXIT_OK
     assert (target / "tracker.db").is_file()
+
+
+def test_on_a_new_host_the_missing_database_directory_is_created_for_the_tracker_user(
+        cli, storage):
+    db = storage / DB_REL
+    os.chown(db, NOBODY, NOBODY)
+    cli("run", check=True)
+    shutil.rmtree(storage / "tracker/lib")
+    proc = cli("restore", "--kind", "sqlite", check=True)
+    assert f"creates directory {db.parent}" in proc.stdout
+    for d in (storage / "tracker/lib", db.parent):
+        assert stat.S_IMODE(d.stat().st_mode) == 0o755, d
+    assert db.parent.stat().st_uid == NOBODY and db.stat().st_uid == NOBODY
+    conn = open_copy(db)
+    try:
+        assert conn.execute("SELECT count(*) FROM torrents").fetchone()[0] == 2000
+    finally:
+        conn.close()

@@ -213,7 +213,14 @@ class _Writer:
     """Writes members below one directory fd, never following a symlink."""
 
     def __init__(self, target: Path, keep_owner: bool):
-        target.mkdir(mode=0o755, parents=True, exist_ok=True)
+        missing = []
+        here = target
+        while not here.exists():
+            missing.append(here)
+            here = here.parent
+        for d in reversed(missing):  # 0755 whatever the umask: the tracker's user must get in
+            d.mkdir()
+            os.chmod(d, 0o755)
         self.root_fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self.keep_owner = keep_owner and os.geteuid() == 0
         self.dirs: list[tuple[tuple[str, ...], tarfile.TarInfo]] = []

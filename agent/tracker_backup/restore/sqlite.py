@@ -106,9 +106,12 @@ def target_path(part: Part, to: Path) -> Path:
 
 def plan(part: Part, target: Path, window: SqliteConfig | None) -> Action:
     """Say what restoring `part` to `target` would replace (touches nothing)."""
-    if not target.parent.is_dir():
-        raise RunFailed(f"sqlite: directory {target.parent} does not exist")
     action = Action("sqlite", str(target))
+    if not target.parent.is_dir():
+        if os.path.lexists(target.parent):
+            raise RunFailed(f"sqlite: {target.parent} is not a directory")
+        action.notes.append(f"creates directory {target.parent} (mode 0755, the database's "
+                            "owner: the tracker creates its -wal/-shm there)")
     existing = db_files(target)
     for p in existing:
         action.replaces.append(f"{p} (moved aside to {aside_path(p, target, '<time>').name}, kept)")
@@ -157,6 +160,8 @@ def restore(src: Path, part: Part, target: Path, *, window: SqliteConfig | None,
         part.source.get("required_tables", ()))
     tmp = target.with_name(f".{target.name}.restore-{stamp}")
     t0 = time.monotonic()
+    if not target.parent.is_dir():
+        make_dirs(target.parent, part.source if keep_owner else {})
     size = decompress(src, art.compression, tmp)
     moved: list[tuple[Path, Path]] = []
     try:
@@ -217,6 +222,22 @@ def _wait_closed(target: Path, holders: list[Holder], wait: float) -> list[Holde
         time.sleep(0.1)
         holders = open_by(db_files(target))
     return holders
+
+
+def make_dirs(path: Path, source: dict) -> None:
+    """Create `path` and missing parents 0755 (whatever the umask); the last one gets the
+    database's owner, since the tracker must create -wal/-shm files in it."""
+    missing = []
+    here = path
+    while not here.exists():
+        missing.append(here)
+        here = here.parent
+    for d in reversed(missing):
+        d.mkdir()
+        os.chmod(d, 0o755)
+        log.info("sqlite: created directory %s", d)
+    if missing and os.geteuid() == 0 and "owner_uid" in source:
+        os.chown(path, int(source["owner_uid"]), int(source["owner_gid"]))
 
 
 def _require_ok(check: dict, path: Path, expected_counts: dict) -> None:
