@@ -183,10 +183,8 @@ def stop_unit(name: str) -> None:
 
 def unit_file_exists(name: str) -> bool:
     """True if the service manager knows a unit file for `name` (installed, not masked)."""
-    systemd1 = _pystemd()
-
     def state():
-        with systemd1.Manager() as manager:
+        with _pystemd().Manager() as manager:
             return manager.Manager.GetUnitFileState(name.encode())
     try:
         value = _call(f"unit file state of {name}", state)

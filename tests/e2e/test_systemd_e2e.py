@@ -101,8 +101,7 @@ def test_package_installs_with_debian_dependencies_and_enables_the_timer(contain
     assert box.run(["systemctl", "is-active", "tracker-backup.timer"], check=False).stdout.strip() == "active"
     assert "tracker-backup.timer" in box.run(["systemctl", "list-timers", "--no-pager"]).stdout
     assert box.run(["test", "-x", "/usr/lib/systemd/system-generators/tracker-backup-generator"]).returncode == 0
-    assert "tracker-backup(8)" in box.run(["man", "-w", "8", "tracker-backup"], check=False).stdout \
-        or box.run(["test", "-f", "/usr/share/man/man8/tracker-backup.8.gz"]).returncode == 0
+    box.run(["test", "-f", "/usr/share/man/man8/tracker-backup.8.gz"])
 
 
 def test_service_backs_up_live_db_with_low_priority_and_progress(tracker):
