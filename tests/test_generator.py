@@ -56,6 +56,9 @@ database = /opt/torrust/storage/tracker/lib/database/tracker.db
     assert f'ExecStartPre=-+/bin/mkdir -p -m 0700 "{tmp_path}/backups"' in service
     assert "PrivateNetwork=yes" in service
     assert "LoadCredential" not in service
+    drill = dropin(out, "tracker-backup-drill.service")  # the drill never writes the live DB dir
+    assert f'ReadWritePaths="-{tmp_path}/backups"' in drill and "lib/database" not in drill
+    assert "PrivateNetwork=yes" in drill
 
 
 def test_enabled_timer_gets_a_wants_link_and_disabled_gets_none(tmp_path, monkeypatch):

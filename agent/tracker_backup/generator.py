@@ -9,6 +9,7 @@ directories (normal, early, late). It writes into the normal one:
 - timers.target.wants/ links: the timers are enabled only when [schedule] enabled = yes;
 - tracker-backup.service.d/  ReadWritePaths= for the backup path and the SQLite
   database directory, the MySQL credential, and the network the config needs;
+- tracker-backup-drill.service.d/  the same, with only the backup path writable;
 - tracker-backup-schedule.pending, when [schedule] enabled differs from the setting
   last applied (/run/tracker-backup/schedule-applied): tracker-backup-schedule.path
   then starts or stops the running timers, which a reload alone never does.
@@ -173,18 +174,11 @@ def write_plan(plan: Plan, out: Path, record: Path = APPLIED_RECORD) -> list[Pat
     drill = [*header, "[Timer]", "OnCalendar=", f"OnCalendar={s.drill_on_calendar}"]
     written.append(_write(out / "tracker-backup-drill.timer.d" / DROPIN, drill))
 
-    service = [*header, "[Service]"]
-    for path in plan.make_dirs:
-        # '+': outside the sandbox, so the path exists before ReadWritePaths= needs it.
-        service.append(f"ExecStartPre=-+/bin/mkdir -p -m 0700 {quote(path)}")
-    for path in plan.read_write:
-        # '-': a missing path must not stop the sandbox from being set up; the agent
-        # then reports the missing directory itself, naming the config key.
-        service.append(f"ReadWritePaths={quote(f'-{path}')}")
-    if plan.credential is not None:
-        service.append(f"LoadCredential=mysql-password:{str(plan.credential).replace('%', '%%')}")
-    service += plan.service_lines
-    written.append(_write(out / "tracker-backup.service.d" / DROPIN, service))
+    written.append(_write(out / "tracker-backup.service.d" / DROPIN,
+                          [*header, *service_section(plan, plan.read_write)]))
+    # The restore drill writes only its scratch space inside the backup path.
+    written.append(_write(out / "tracker-backup-drill.service.d" / DROPIN,
+                          [*header, *service_section(plan, plan.read_write[:1])]))
 
     if s.enabled:
         for unit in ("tracker-backup.timer", "tracker-backup-drill.timer"):
@@ -200,6 +194,21 @@ def write_plan(plan: Plan, out: Path, record: Path = APPLIED_RECORD) -> list[Pat
     if apply_needed(s.enabled, record):
         written.append(_write(out / PENDING_FLAG, [f"enabled={'yes' if s.enabled else 'no'}"]))
     return written
+
+
+def service_section(plan: Plan, read_write: list[Path]) -> list[str]:
+    """[Service] lines: the writable paths, the MySQL credential, the network."""
+    lines = ["[Service]"]
+    for path in plan.make_dirs:
+        # '+': outside the sandbox, so the path exists before ReadWritePaths= needs it.
+        lines.append(f"ExecStartPre=-+/bin/mkdir -p -m 0700 {quote(path)}")
+    for path in read_write:
+        # '-': a missing path must not stop the sandbox from being set up; the agent
+        # then reports the missing directory itself, naming the config key.
+        lines.append(f"ReadWritePaths={quote(f'-{path}')}")
+    if plan.credential is not None:
+        lines.append(f"LoadCredential=mysql-password:{str(plan.credential).replace('%', '%%')}")
+    return lines + plan.service_lines
 
 
 def _write(path: Path, lines: list[str]) -> Path:

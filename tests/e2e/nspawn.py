@@ -114,8 +114,11 @@ class Container:
         self.binds = binds or {}
         self.proc: subprocess.Popen | None = None
         self.leader: int | None = None
-        self.cgroups = [Path("/sys/fs/cgroup/systemd") / self.name,
-                        Path("/sys/fs/cgroup/unified") / self.name]
+        if Path("/sys/fs/cgroup/cgroup.procs").exists():  # cgroup v2 only (unified)
+            self.cgroups = [Path("/sys/fs/cgroup") / self.name]
+        else:  # hybrid, as on the project's machines
+            self.cgroups = [Path("/sys/fs/cgroup/systemd") / self.name,
+                            Path("/sys/fs/cgroup/unified") / self.name]
 
     def _enter_own_cgroup(self) -> None:
         # Runs in the child before exec: each container gets its own cgroup so several can run.

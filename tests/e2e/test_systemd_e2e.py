@@ -101,6 +101,9 @@ def test_package_installs_with_debian_dependencies_and_enables_the_timer(contain
     assert box.run(["systemctl", "is-active", "tracker-backup.timer"], check=False).stdout.strip() == "active"
     assert "tracker-backup.timer" in box.run(["systemctl", "list-timers", "--no-pager"]).stdout
     assert box.run(["test", "-x", "/usr/lib/systemd/system-generators/tracker-backup-generator"]).returncode == 0
+    # The restore drill's timer follows the same switch, on [schedule] drill_on_calendar.
+    assert box.run(["systemctl", "is-active", "tracker-backup-drill.timer"], check=False).stdout.strip() == "active"
+    assert show(box, "tracker-backup-drill.timer", "TimersCalendar")["TimersCalendar"].count("OnCalendar=") == 1
     box.run(["test", "-f", "/usr/share/man/man8/tracker-backup.8.gz"])
 
 
@@ -187,6 +190,7 @@ def test_disabled_config_stops_the_timer_and_manual_start_still_works(tracker):
                    check=False).returncode != 0
     applied = box.run(["journalctl", "--no-pager", "-o", "cat", "-u", "tracker-backup-schedule"]).stdout
     assert "tracker-backup.timer: inactive" in applied, applied
+    assert box.run(["systemctl", "is-active", "tracker-backup-drill.timer"], check=False).stdout.strip() == "inactive"
     before = len(snapshots(box))
     box.run(["systemctl", "start", "tracker-backup.service"], timeout=180)
     assert show(box, "tracker-backup", "Result")["Result"] == "success"
@@ -233,12 +237,13 @@ def test_broken_config_fails_the_unit_with_the_error_in_the_journal(tracker):
     box.run(["systemctl", "daemon-reload"])
 
 
-def test_security_exposure_of_installed_service_is_reported(tracker):
-    out = tracker.run(["systemd-analyze", "security", "--no-pager", "tracker-backup.service"]).stdout
-    m = re.search(r"Overall exposure level for tracker-backup\.service: (\d+\.\d+)", out)
+@pytest.mark.parametrize("unit", ["tracker-backup.service", "tracker-backup-drill.service"])
+def test_security_exposure_of_installed_service_is_reported(tracker, unit):
+    out = tracker.run(["systemd-analyze", "security", "--no-pager", unit]).stdout
+    m = re.search(rf"Overall exposure level for {re.escape(unit)}: (\d+\.\d+)", out)
     assert m, out
     exposure = float(m.group(1))
-    print(f"systemd-analyze security tracker-backup.service: exposure {exposure}")
+    print(f"systemd-analyze security {unit} (installed, with generated drop-ins): exposure {exposure}")
     assert exposure <= 2.0
 
 
