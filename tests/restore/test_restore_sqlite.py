@@ -206,3 +206,13 @@ def test_on_a_new_host_the_missing_database_directory_is_created_for_the_tracker
         assert conn.execute("SELECT count(*) FROM torrents").fetchone()[0] == 2000
     finally:
         conn.close()
+
+
+def test_a_second_restore_never_overwrites_what_the_first_moved_aside(cli, storage):
+    db = storage / DB_REL
+    cli("run", check=True)
+    for _ in range(3):  # usually within one second: the same time stamp
+        cli("restore", "--kind", "sqlite", check=True)
+    asides = [n for n in side_files(db) if ".before-restore-" in n and not n.endswith(
+        ("-wal", "-shm", "-journal"))]
+    assert len(asides) == 3, asides

@@ -96,6 +96,16 @@ def aside_path(path: Path, db: Path, stamp: str) -> Path:
     return path.with_name(f"{db.name}{ASIDE_TAG}{stamp}{path.name[len(db.name):]}")
 
 
+def _free_stamp(db: Path, stamp: str) -> str:
+    """`stamp`, or `stamp-N`, such that no moved-aside file would overwrite an earlier one."""
+    candidate, n = stamp, 0
+    while any(os.path.lexists(aside_path(p, db, candidate))
+              for p in (db, *(Path(f"{db}{s}") for s in SIDE_SUFFIXES))):
+        n += 1
+        candidate = f"{stamp}-{n}"
+    return candidate
+
+
 def target_path(part: Part, to: Path) -> Path:
     """An existing directory means 'put the database in there under its own name'."""
     if to.is_dir() and not to.is_symlink():
@@ -184,12 +194,23 @@ def restore(src: Path, part: Part, target: Path, *, window: SqliteConfig | None,
                     + ". Stop the tracker first, or configure [sqlite] stop_command and "
                       "start_command for a maintenance window (or restore to another path "
                       "with --to)")
-            for p in db_files(target):
-                aside = aside_path(p, target, stamp)
-                os.rename(p, aside)
-                moved.append((p, aside))
-                log.info("sqlite: moved %s aside to %s (kept)", p, aside)
-            os.rename(tmp, target)
+            stamp = _free_stamp(target, stamp)
+            try:
+                for p in db_files(target):
+                    aside = aside_path(p, target, stamp)
+                    os.rename(p, aside)
+                    moved.append((p, aside))
+                    log.info("sqlite: moved %s aside to %s (kept)", p, aside)
+                os.rename(tmp, target)
+            except BaseException:
+                # Before start_command: a tracker started without its file would create an
+                # empty database in its place.
+                for original, aside in reversed(moved):
+                    os.rename(aside, original)
+                if moved:
+                    log.warning("sqlite: restore failed: moved the previous database back")
+                moved.clear()
+                raise
             fsync_dir(target.parent)
             final = check_database(target, "quick", required)
             _require_ok(final, target, {})
@@ -203,10 +224,6 @@ def restore(src: Path, part: Part, target: Path, *, window: SqliteConfig | None,
                                 time.monotonic() - stopped_at)
     except BaseException:
         tmp.unlink(missing_ok=True)
-        if moved and not os.path.lexists(target):
-            for original, aside in reversed(moved):
-                os.rename(aside, original)
-            log.warning("sqlite: restore failed: moved the previous database back into place")
         raise
     return {"kind": "sqlite", "target": str(target), "bytes": size,
             "moved_aside": [str(a) for _, a in moved], "row_counts": check["row_counts"],
