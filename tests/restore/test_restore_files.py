@@ -161,3 +161,14 @@ def test_restore_into_a_new_directory_creates_it(cli, tmp_path, storage):
         assert d.stat().st_mode & 0o777 == 0o755, d
     assert (target / "tracker/etc/tracker.toml").read_text() == "[core]\nlisted = false\n"
     assert not (target / "tracker/lib/database/other.db").exists()
+
+
+def test_in_place_restore_of_an_unchanged_storage_replaces_nothing_and_needs_no_force(
+        cli, rich_storage):
+    cli("run", check=True)
+    before = tree(rich_storage)
+    proc = cli("restore", "--kind", "files", check=True)
+    assert "replaces nothing" in proc.stdout and " 0 replaced" in proc.stdout
+    after = tree(rich_storage)
+    assert {k: v for k, v in after.items() if v[0] != "dir"} == \
+        {k: v for k, v in before.items() if v[0] != "dir"}

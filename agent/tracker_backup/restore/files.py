@@ -186,6 +186,12 @@ def _compare(m: tarfile.TarInfo, st: os.stat_result | None, path: Path, digest: 
         return "differs"
     if stat.S_ISLNK(st.st_mode):
         return "a symlink now, replaced by a file"
+    if m.islnk():
+        try:
+            linked = os.lstat(path.parents[len(Path(m.name).parts) - 1] / m.linkname)
+        except OSError:
+            return "differs"
+        return "same" if (linked.st_dev, linked.st_ino) == (st.st_dev, st.st_ino) else "differs"
     if digest is not None and st.st_size == m.size and _sha256_of(path) == digest:
         if (st.st_mode & 0o7777) != (m.mode & 0o7777):
             return "mode differs"
