@@ -86,6 +86,7 @@ class MariaDB:
         self.base = base
         self.port = port  # TCP on 127.0.0.1 when set; else no networking at all
         self.datadir = base / "data"
+        self.tmpdir = base / "tmp"
         self.socket = base / "mysqld.sock"
         self.pidfile = base / "mysqld.pid"
         self.errlog = base / "error.log"
@@ -102,18 +103,25 @@ class MariaDB:
         os.chmod(base, 0o755)
         shutil.chown(base, "mysql", "mysql")  # the server writes its socket, pid and log here
         server = cls(base, free_port() if tcp else None)
-        server.datadir.mkdir()
-        shutil.chown(server.datadir, "mysql", "mysql")
-        subprocess.run(
+        for d in (server.datadir, server.tmpdir):
+            d.mkdir()
+            shutil.chown(d, "mysql", "mysql")
+        # A tmpdir of its own: servers bootstrapping at the same time in a shared /tmp
+        # remove each other's temporary tables ("Unknown table 'mysql.tmp_user_sys'").
+        proc = subprocess.run(
             ["mariadb-install-db", "--no-defaults", "--user=mysql", f"--datadir={server.datadir}",
-             "--auth-root-authentication-method=socket", "--skip-test-db"],
-            check=True, capture_output=True, timeout=120)
+             f"--tmpdir={server.tmpdir}", "--auth-root-authentication-method=socket",
+             "--skip-test-db"],
+            capture_output=True, text=True, timeout=120)
+        if proc.returncode != 0:
+            shutil.rmtree(base, ignore_errors=True)
+            raise RuntimeError(f"mariadb-install-db failed: {(proc.stderr or proc.stdout)[-2000:]}")
         server._spawn(log_bin)
         return server
 
     def _spawn(self, log_bin: bool) -> None:
         args = [MARIADBD, "--no-defaults", "--user=mysql", f"--datadir={self.datadir}",
-                f"--socket={self.socket}", f"--pid-file={self.pidfile}",
+                f"--tmpdir={self.tmpdir}", f"--socket={self.socket}", f"--pid-file={self.pidfile}",
                 f"--log-error={self.errlog}", "--innodb-buffer-pool-size=256M",
                 "--innodb-flush-log-at-trx-commit=2", "--skip-name-resolve"]
         if self.port:
