@@ -184,6 +184,9 @@ class _Section:
             return None
         if not str(value).startswith("/"):
             raise self.error(key, str(value), "an absolute path")
+        if any(ord(c) < 32 or ord(c) == 127 for c in str(value)):
+            # A NUL cannot reach the kernel at all; other control characters are typos.
+            raise self.error(key, str(value), "an absolute path without control characters")
         return Path(os.path.normpath(str(value)))
 
     def boolean(self, key: str, default: bool) -> bool:
@@ -379,7 +382,7 @@ def validate_calendar(expr: str) -> str | None:
     try:
         proc = subprocess.run(
             [tool, "calendar", "--iterations=1", expr],
-            capture_output=True, text=True, timeout=10, check=False,
+            capture_output=True, text=True, errors="replace", timeout=10, check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
