@@ -147,6 +147,8 @@ def test_service_backs_up_live_db_with_low_priority_and_progress(tracker):
     assert entry["SNAPSHOT"] == snaps[0]["id"]
     assert int(entry["BYTES"]) > 0 and float(entry["DURATION_SEC"]) > 0
     assert entry["PRIORITY"] == "6" and entry["SYSLOG_IDENTIFIER"] == "tracker-backup"
+    # Retention ran as the ExecStartPost= step, after the successful backup.
+    assert len(journal(box, f"MESSAGE_ID={MESSAGE_IDS['pruned']}")) == 1
     # Backup files are private.
     modes = box.sh("stat -c '%a' /srv/backups/tracker /srv/backups/tracker/*/ | sort -u").stdout.split()
     assert set(modes) == {"700"}, modes
@@ -209,6 +211,46 @@ def test_enable_and_disable_commands_apply_at_once_and_keep_comments(tracker):
     assert "tracker-backup.timer: inactive" in out, out
     assert "enabled = no   ; the switch" in box.run(["cat", CONF]).stdout
     box.run(["tracker-backup", "enable"])
+
+
+def test_failed_backup_fails_the_unit_logs_an_error_event_and_never_prunes(tracker):
+    box = tracker
+    pruned = len(journal(box, f"MESSAGE_ID={MESSAGE_IDS['pruned']}"))
+    count = len(snapshots(box))
+    box.write(CONF, config_text().replace(DB, "/opt/torrust/storage/tracker/lib/database/gone.db"))
+    box.run(["systemctl", "daemon-reload"])
+    assert box.run(["systemctl", "start", "tracker-backup.service"], check=False, timeout=120).returncode != 0
+    assert show(box, "tracker-backup", "Result", "ExecMainStatus") == \
+        {"Result": "exit-code", "ExecMainStatus": "1"}
+    failures = journal(box, f"MESSAGE_ID={MESSAGE_IDS['run-failed']}")
+    assert len(failures) == 1 and failures[0]["PRIORITY"] == "3", failures
+    assert "gone.db" in failures[0]["MESSAGE"], failures[0]["MESSAGE"]
+    assert len(journal(box, f"MESSAGE_ID={MESSAGE_IDS['pruned']}")) == pruned  # no ExecStartPost
+    assert len(snapshots(box)) == count
+    box.write(CONF, config_text())
+    box.run(["systemctl", "daemon-reload"])
+
+
+def test_mysql_password_file_reaches_the_hardened_service_as_a_credential(tracker):
+    box = tracker
+    box.write("/etc/tracker-backup/mysql.password", "s3cret-e2e\n", mode="0600")
+    box.write(CONF, config_text(extra="[mysql]\ndatabase = torrust_tracker\n"
+                                      "socket = /run/mysqld/mysqld.sock\n"))
+    box.run(["systemctl", "daemon-reload"])
+    unit = box.run(["systemctl", "cat", "tracker-backup.service"]).stdout
+    assert "LoadCredential=mysql-password:/etc/tracker-backup/mysql.password" in unit
+    since = box.run(["date", "+%Y-%m-%d %H:%M:%S"]).stdout.strip()
+    box.run(["systemctl", "start", "tracker-backup.service"], check=False, timeout=120)
+    # No MySQL server here, so the run fails, but in the agent (exit 1), not in systemd's
+    # credential setup (243/CREDENTIALS): the credential was delivered under the sandbox.
+    assert show(box, "tracker-backup", "ExecMainStatus")["ExecMainStatus"] == "1"
+    failures = journal(box, f"MESSAGE_ID={MESSAGE_IDS['run-failed']}", "--since", since)
+    assert failures and "mysql" in failures[-1]["MESSAGE"], failures
+    logs = box.run(["journalctl", "--no-pager", "-o", "verbose", "--since", since]).stdout
+    assert "s3cret-e2e" not in logs
+    box.run(["rm", "/etc/tracker-backup/mysql.password"])
+    box.write(CONF, config_text())
+    box.run(["systemctl", "daemon-reload"])
 
 
 def test_broken_config_fails_the_unit_with_the_error_in_the_journal(tracker):
