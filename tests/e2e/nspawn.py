@@ -77,8 +77,9 @@ def ensure_tree(log=sys.stderr) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)  # concurrent test runs wait for one build
         if (root / ".complete").exists():
             return root
+        for stale in CACHE_DIR.glob(".build-*"):  # left by an interrupted build (we hold the lock)
+            shutil.rmtree(stale, ignore_errors=True)
         tmp = CACHE_DIR / f".build-{tree_key()}-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
         print(f"e2e: building Debian 12 tree {root} with debootstrap (once)...", file=log, flush=True)
         t0 = time.monotonic()
         subprocess.run(
