@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import signal
 import subprocess
 import tempfile
 import threading
@@ -86,7 +87,10 @@ class StreamingChild:
             self.proc = subprocess.Popen(
                 self.argv, stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE if stdout else subprocess.DEVNULL,
-                stderr=self._stderr, env=child_env(), close_fds=True)
+                stderr=self._stderr, env=child_env(), close_fds=True,
+                # Its own process group, so kill() reaches whatever the command started
+                # (a wrapper shell's children, the tool behind a prefix).
+                process_group=0)
         except FileNotFoundError:
             self._stderr.close()
             raise RunFailed(f"{what}: command not found: {self.argv[0]}") from None
@@ -132,9 +136,9 @@ class StreamingChild:
 
     def kill(self) -> None:
         """Stop the child now (used when we give up on it) and reap it."""
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.kill()
+        if self.proc.poll() is None:  # not reaped yet, so its pid is still its group's id
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=10)
         self._feeder.join(timeout=10)

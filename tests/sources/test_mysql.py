@@ -544,3 +544,16 @@ def test_agent_memory_does_not_grow_with_the_dump(tmp_path, mariadb_server):
     print(f"\npeak RSS: {peaks['small'] / 1024:.1f} MiB (10k rows) vs {peaks['big'] / 1024:.1f} MiB "
           f"(500k rows, {raw / 1e6:.1f} MB dump)")
     mariadb_server.sql(f"DROP DATABASE `{big_db}`; DROP DATABASE `{small_db}`;")
+
+
+def test_sigterm_mid_dump_stops_mysqldump_and_publishes_nothing(tmp_path, mariadb_server, fresh_cli):
+    """systemctl stop during a dump: the agent ends the tool (no transaction left open)."""
+    proc, dump_pid = _start_slow_run(tmp_path, mariadb_server, fresh_cli)
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1 and "SIGTERM" in err
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/{dump_pid}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not os.path.exists(f"/proc/{dump_pid}"), "mariadb-dump outlived the agent"
+    assert published(tmp_path) == [] and staging_left(tmp_path) == []

@@ -228,7 +228,6 @@ class MysqlSource:
 
     # -- backup ----------------------------------------------------------
     def backup(self, ctx: RunContext) -> SourceResult:
-        started = time.monotonic()
         tools = self.client.tools()
         info = self.server_info()
         tables = self.select_tables(info)
@@ -245,7 +244,9 @@ class MysqlSource:
             args += [f"--ignore-table={self.cfg.database}.{t}" for t in self.cfg.exclude_tables]
             args.append(self.cfg.database)
         ctx.progress(f"mysql: dumping {self.cfg.database} ({len(tables)} tables)")
+        dump_started = time.monotonic()
         artifact, scanner = self._dump(ctx, tools, args)
+        dump_seconds = time.monotonic() - dump_started
         problems = scanner.problems([t for t in tables if t in info["tables"]])
         if problems:
             raise SourceError(f"mysql: the dump of {self.cfg.database} is incomplete: "
@@ -263,7 +264,7 @@ class MysqlSource:
             "binlog": ({**scanner.binlog, "gtid": scanner.gtid} if scanner.binlog else None),
             "binlog_skipped": None if binlog else reason,
             "dump_flags": args[:len(dump_flags(tools, binlog=binlog))],
-            "dump_seconds": round(time.monotonic() - started, 3),
+            "dump_seconds": round(dump_seconds, 3),
         }
         if self.cfg.verify == "restore":
             ctx.progress("mysql: restore drill into a scratch database")
@@ -307,7 +308,7 @@ class MysqlSource:
     @staticmethod
     def scratch_name() -> str:
         """A database name no one else uses: prefix, time, random."""
-        return f"{SCRATCH_PREFIX}{time.strftime('%Y%m%d%H%M%S')}_{secrets.token_hex(4)}"
+        return f"{SCRATCH_PREFIX}{time.strftime('%Y%m%d%H%M%S', time.gmtime())}_{secrets.token_hex(4)}"
 
     def _drop_scratch(self, name: str) -> None:
         try:
