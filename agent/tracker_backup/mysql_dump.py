@@ -20,7 +20,8 @@ from collections.abc import Iterable
 _STRING = re.compile(rb"'[^'\\]*(?:\\.[^'\\]*)*'", re.S)
 _CREATE_TABLE = re.compile(rb"^CREATE TABLE `((?:[^`]|``)+)`")
 _CREATE_VIEW = re.compile(rb"^/\*!50001 CREATE .*?VIEW `((?:[^`]|``)+)`")
-_INSERT = re.compile(rb"^INSERT INTO `((?:[^`]|``)+)` VALUES ?", re.M)
+# A column list appears with generated or invisible columns (or --complete-insert).
+_INSERT = re.compile(rb"^INSERT INTO `((?:[^`]|``)+)`(?: \((?:`(?:[^`]|``)*`,?)*\))? VALUES ?", re.M)
 _BINLOG = re.compile(rb"^-- CHANGE (?:MASTER|REPLICATION SOURCE) TO (?:MASTER|SOURCE)_LOG_FILE="
                      rb"'([^']+)', (?:MASTER|SOURCE)_LOG_POS=(\d+)")
 _GTID = re.compile(rb"^-- SET GLOBAL gtid_slave_pos='([^']*)'")

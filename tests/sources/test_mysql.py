@@ -483,8 +483,8 @@ include = **
 
 
 # -- connection by TCP, truncated streams, memory ---------------------------------
-def test_host_and_port_connect_over_tcp(tmp_path, fresh_cli):
-    server = MariaDB.start(tcp=True)
+def test_host_and_port_connect_over_tcp_and_binlog_off_is_recorded_as_skipped(tmp_path, fresh_cli):
+    server = MariaDB.start(tcp=True, log_bin=False)
     try:
         server.create_tracker_db("torrust_tracker", rows=1000)
         server.create_user(USER, PASSWORD, [DUMP_GRANT.format(db="torrust_tracker")],
@@ -499,6 +499,7 @@ def test_host_and_port_connect_over_tcp(tmp_path, fresh_cli):
     src = manifest_of(snap)["sources"]["mysql"]
     assert src["user"] == f"{USER}@127.0.0.1" and src["origin"].endswith(f"127.0.0.1:{server.port}")
     assert src["row_counts"]["torrents"] == 1000
+    assert src["binlog"] is None and src["binlog_skipped"] == "binary logging is off on the server"
 
 
 def test_a_dump_cut_short_with_exit_status_zero_fails_on_the_missing_trailer(

@@ -81,6 +81,13 @@ def test_scanner_counts_rows_of_mysql_single_line_inserts_with_tricky_strings():
     assert found.problems(["keys"]) == []
 
 
+def test_scanner_counts_inserts_that_name_their_columns():
+    dump = (b"-- MySQL dump 10.13  Distrib 8.0.36\nCREATE TABLE `t` (\n  `a` int\n);\n"
+            b"INSERT INTO `t` (`a`,`we``ird)`) VALUES (1,'x'),(2,'y');\n-- Dump completed\n")
+    found = scan([dump])
+    assert found.row_counts == {"t": 2} and found.problems(["t"]) == []
+
+
 def test_scanner_reports_a_dump_that_stopped_part_way():
     cut = MARIADB_DUMP[:MARIADB_DUMP.index(b"(3,'c")]
     problems = scan([cut]).problems(["torrents", "empty"])
