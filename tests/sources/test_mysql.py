@@ -558,3 +558,19 @@ def test_sigterm_mid_dump_stops_mysqldump_and_publishes_nothing(tmp_path, mariad
         time.sleep(0.05)
     assert not os.path.exists(f"/proc/{dump_pid}"), "mariadb-dump outlived the agent"
     assert published(tmp_path) == [] and staging_left(tmp_path) == []
+
+
+def test_disk_full_mid_dump_fails_the_run_and_publishes_nothing(tmp_path, mariadb_server, fresh_cli):
+    """The backup path is a real 2 MB tmpfs; the dump is about 5.5 MB uncompressed."""
+    db = new_db(mariadb_server, rows=100_000)
+    backups = tmp_path / "backups"
+    backups.mkdir(mode=0o700)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(backups)],
+                   check=True)
+    try:
+        proc = fresh_cli(write_conf(tmp_path, mariadb_server, db, backup="compression = none"))("run")
+        assert proc.returncode == 1
+        assert "No space left on device" in proc.stderr and "nothing published" in proc.stderr
+        assert published(tmp_path) == [] and staging_left(tmp_path) == []
+    finally:
+        subprocess.run(["umount", str(backups)], check=True)
