@@ -12,6 +12,7 @@ tracker (always, once stopped).
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import time
@@ -96,6 +97,17 @@ def aside_path(path: Path, db: Path, stamp: str) -> Path:
     return path.with_name(f"{db.name}{ASIDE_TAG}{stamp}{path.name[len(db.name):]}")
 
 
+def _link(path: Path, aside: Path) -> bool:
+    """Hard-link path to aside; False where the filesystem has no hard links."""
+    try:
+        os.link(path, aside)
+    except OSError as exc:
+        if exc.errno in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+            return False
+        raise
+    return True
+
+
 def _free_stamp(db: Path, stamp: str) -> str:
     """`stamp`, or `stamp-N`, such that no moved-aside file would overwrite an earlier one."""
     candidate, n = stamp, 0
@@ -172,6 +184,10 @@ def restore(src: Path, part: Part, target: Path, *, window: SqliteConfig | None,
     t0 = time.monotonic()
     if not target.parent.is_dir():
         make_dirs(target.parent, part.source if keep_owner else {})
+    for stale in target.parent.glob(f".{target.name}.restore-*"):
+        # Left by a killed restore (we hold the store lock): a whole database's worth of disk.
+        log.info("sqlite: removing %s left by an interrupted restore", stale)
+        stale.unlink(missing_ok=True)
     size = decompress(src, art.compression, tmp)
     moved: list[tuple[Path, Path]] = []
     try:
@@ -196,17 +212,25 @@ def restore(src: Path, part: Part, target: Path, *, window: SqliteConfig | None,
                       "with --to)")
             stamp = _free_stamp(target, stamp)
             try:
-                for p in db_files(target):
+                # Side files first, the database last, by hard link then an atomic rename
+                # over it: at every instant, even after a SIGKILL, the target path holds a
+                # whole database (old or new), never beside another database's -wal.
+                for p in sorted(db_files(target), key=lambda f: f == target):
                     aside = aside_path(p, target, stamp)
-                    os.rename(p, aside)
-                    moved.append((p, aside))
+                    linked = p == target and _link(p, aside)
+                    if not linked:
+                        os.rename(p, aside)
+                    moved.append((p, aside, linked))
                     log.info("sqlite: moved %s aside to %s (kept)", p, aside)
                 os.rename(tmp, target)
             except BaseException:
                 # Before start_command: a tracker started without its file would create an
                 # empty database in its place.
-                for original, aside in reversed(moved):
-                    os.rename(aside, original)
+                for original, aside, linked in reversed(moved):
+                    if linked:
+                        os.unlink(aside)  # the target itself was never replaced
+                    else:
+                        os.rename(aside, original)
                 if moved:
                     log.warning("sqlite: restore failed: moved the previous database back")
                 moved.clear()
@@ -226,7 +250,7 @@ def restore(src: Path, part: Part, target: Path, *, window: SqliteConfig | None,
         tmp.unlink(missing_ok=True)
         raise
     return {"kind": "sqlite", "target": str(target), "bytes": size,
-            "moved_aside": [str(a) for _, a in moved], "row_counts": check["row_counts"],
+            "moved_aside": [str(a) for _, a, _ in moved], "row_counts": check["row_counts"],
             "integrity": check["result"], "seconds": round(time.monotonic() - t0, 3)}
 
 
