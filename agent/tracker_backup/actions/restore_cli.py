@@ -11,13 +11,14 @@ import argparse
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tracker_backup import logs
 from tracker_backup.config import Config
 from tracker_backup.errors import EXIT_OK, UsageError
 from tracker_backup.restore import plan as planning
-from tracker_backup.store import Store, utc_now
+from tracker_backup.store import Snapshot, Store, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +157,8 @@ def _describe(result: dict) -> str:
 class _Step:
     """One part's target, plan and the call that restores it."""
 
-    def __init__(self, part, action, target, run, scan=None):
+    def __init__(self, part: planning.Part, action: planning.Action, target: Path | str,
+                 run: Callable[[str], dict], scan: object | None = None):
         self.part = part
         self.action = action
         self.target = target
@@ -164,7 +166,7 @@ class _Step:
         self.scan = scan
 
 
-def _prepare(config: Config, snap, part: planning.Part, to: Path | None,
+def _prepare(config: Config, snap: Snapshot, part: planning.Part, to: Path | None,
              database: str | None) -> _Step:
     """Resolve the target of one part and plan it (reads only)."""
     src = planning.artifact_path(snap, part.artifacts[0])
