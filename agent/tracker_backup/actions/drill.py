@@ -26,7 +26,7 @@ from tracker_backup import logs
 from tracker_backup.config import Config
 from tracker_backup.errors import LockHeld, RunFailed, TrackerBackupError
 from tracker_backup.restore import plan as planning
-from tracker_backup.store import Store, iso, utc_now
+from tracker_backup.store import Snapshot, Store, iso, utc_now
 
 log = logging.getLogger(__name__)
 LOCK_RETRY = 5.0  # seconds between attempts to take the store lock with --wait
@@ -115,7 +115,7 @@ def drill(config: Config, *, snap_id: str, as_json: bool, out, wait: float = 0.0
     return 0 if not problems else 1
 
 
-def _drill_part(config: Config, snap, part: planning.Part, scratch: Path) -> dict:
+def _drill_part(config: Config, snap: Snapshot, part: planning.Part, scratch: Path) -> dict:
     """Restore one part into scratch and check it; return facts for the record."""
     src = planning.artifact_path(snap, part.artifacts[0])
     t = time.monotonic()
