@@ -51,3 +51,22 @@ def test_lock_of_a_killed_run_is_not_stale_and_its_debris_is_removed(tmp_path):
     assert "left by an interrupted run" in proc.stderr
     assert host.debris() == []
     assert_survived(host, before, db_before)
+
+
+def test_deleting_lock_file_during_a_run_cannot_publish_an_incomplete_snapshot(tmp_path):
+    host = make_host(tmp_path, rows=3000, pad=4000, big_file=3_000_000)
+    host.cli("run", check=True)
+    before, db_before = fingerprints(host), db_state(host.db)
+    host.write_config(backup=f"path = {host.backups}\nrate_limit = 4")
+    first = host.start()
+    wait_for(lambda: host.staging() and (host.staging() / "sqlite").is_dir(),
+             what="the first run's SQLite copy", proc=first)
+    (host.backups / ".lock").unlink()  # an operator "cleaning up a stale lock"
+    host.write_config(backup=f"path = {host.backups}")
+    second = host.cli("run", "--no-prune")  # takes a fresh lock, removes the first's staging
+    assert second.returncode == 0, second.stderr
+    _out, err = first.communicate(timeout=120)
+    assert first.returncode == 1, err  # its staging vanished: it fails, it does not publish
+    assert "Traceback" not in err
+    assert len({p.name for p in host.snapshots()} - set(before)) == 1
+    assert_survived(host, before, db_before)
