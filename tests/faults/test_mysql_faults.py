@@ -1,0 +1,72 @@
+"""SIGKILL of the agent itself mid-dump (a private MariaDB started by the fixtures).
+
+The source's own tests cover a killed mariadb-dump, a killed server, SIGTERM
+and a full disk mid-dump (tests/sources/test_mysql.py). What only a crash of
+the agent can show: its dump child must not live on holding a connection (and
+a long read view) on the tracker's server, nothing is published, and the next
+run succeeds.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import time
+
+import pytest
+
+from faults.harness import assert_published_are_complete, fingerprints, make_host, wait_for
+from support import mariadb as mariadb_support
+
+pytestmark = pytest.mark.mysql
+mariadb_server = mariadb_support.mariadb_server
+USER = "tb_faults"
+
+
+def _dump_pids(socket) -> list[int]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                argv = fh.read()
+        except OSError:
+            continue
+        if (b"mariadb-dump" in argv or b"mysqldump" in argv) and str(socket).encode() in argv:
+            found.append(int(pid))
+    return found
+
+
+def test_sigkill_of_the_agent_mid_dump_leaves_no_dump_running_and_publishes_nothing(
+        tmp_path, mariadb_server):
+    server = mariadb_server
+    name = f"tf_{secrets.token_hex(4)}"
+    server.create_tracker_db(name, rows=100_000)
+    password = secrets.token_hex(12)
+    server.create_user(USER, password, [f"SELECT, SHOW VIEW, TRIGGER ON `{name}`.*"])
+    pw = tmp_path / "mysql.password"
+    pw.write_text(password + "\n")
+    pw.chmod(0o600)
+    host = make_host(tmp_path, files=False)
+    host.settings.pop("sqlite")
+    host.write_config(mysql=f"database = {name}\nsocket = {server.socket}\nuser = {USER}\n"
+                            f"password_file = {pw}")
+    host.cli("run", check=True)
+    before = fingerprints(host)
+    invariant = server.invariant(name)
+    host.write_config(backup=f"path = {host.backups}\nrate_limit = 1")
+    proc = host.start()
+    wait_for(lambda: _dump_pids(server.socket), what="mariadb-dump", proc=proc)
+    time.sleep(0.5)  # well into the dump
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert proc.returncode == -9
+    # The orphaned dump finds its reader gone (EPIPE/SIGPIPE) and ends with its connection.
+    wait_for(lambda: not _dump_pids(server.socket), timeout=30, what="the orphaned dump to exit")
+    assert {p.name for p in host.snapshots()} == set(before)
+    assert server.invariant(name) == invariant  # the live database is untouched
+    host.write_config(backup=f"path = {host.backups}")
+    again = host.cli("run", "--no-prune")
+    assert again.returncode == 0, again.stderr
+    assert host.debris() == []
+    assert_published_are_complete(host)
