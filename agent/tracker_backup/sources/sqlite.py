@@ -245,14 +245,13 @@ class SqliteSource:
         open; exceeding it raises _Deadline after releasing the lock.
         """
         db = self.cfg.database
+        # timeout=0: no SQLite busy handler; _begin_read polls for the lock itself.
         src = sqlite3.connect(_uri(db, mode="ro"), uri=True, isolation_level=None,
-                              timeout=self.cfg.busy_timeout, check_same_thread=False)
+                              timeout=0, check_same_thread=False)
         dst = None
         lock_seconds = 0.0
         try:
-            # The read transaction starts at the first read, not at BEGIN.
-            src.execute("BEGIN")
-            src.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            _begin_read(src, self.cfg.busy_timeout)
             locked_at = time.monotonic()
             _match_side_files(db)
             page_size = src.execute("PRAGMA page_size").fetchone()[0]
@@ -288,6 +287,32 @@ class SqliteSource:
                 log.warning("sqlite: gave %s the database file's owner/mode", ", ".join(fixed))
         return {"page_size": page_size, "page_count": total_pages, "copied_bytes": total_bytes,
                 "read_transaction_seconds": round(lock_seconds, 3)}
+
+
+def _begin_read(conn: sqlite3.Connection, timeout: float) -> None:
+    """Open a read transaction, polling every few milliseconds for up to `timeout` seconds.
+
+    In rollback-journal mode a busy tracker holds its commit locks most of the
+    time. SQLite's own busy handler backs off to 100 ms between attempts and can
+    miss every gap between the tracker's commits for longer than busy_timeout
+    (seen under load: "database is locked"); polling at 0.5-5 ms finds a gap.
+    The read transaction starts at the first read, not at BEGIN.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.0005
+    while True:
+        try:
+            conn.execute("BEGIN")
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return
+        except sqlite3.OperationalError as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            text = str(exc).lower()
+            if ("locked" not in text and "busy" not in text) or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.005)
 
 
 def _origin_change(db: Path, before: os.stat_result) -> str | None:
