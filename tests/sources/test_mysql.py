@@ -574,3 +574,17 @@ def test_disk_full_mid_dump_fails_the_run_and_publishes_nothing(tmp_path, mariad
         assert published(tmp_path) == [] and staging_left(tmp_path) == []
     finally:
         subprocess.run(["umount", str(backups)], check=True)
+
+
+def test_without_mariadb_dump_where_the_client_runs_mysqldump_is_used(
+        tmp_path, mariadb_server, fresh_cli):
+    """Like a mysql:8 container: only the MySQL names exist (exit 127 for the MariaDB ones)."""
+    db = new_db(mariadb_server, rows=100)
+    hide = ("sh -c 'case \"$1 $5\" in mariadb-dump*|*\" mariadb-dump\"|mariadb\\ *|*\" mariadb\") "
+            "echo \"sh: exec: $1: not found\" >&2; exit 127;; esac; exec \"$@\"' sh")
+    conf = write_conf(tmp_path, mariadb_server, db, mysql=f"exec_prefix = {hide}\nverify = restore")
+    fresh_cli(conf)("run", check=True)
+    snap, = published(tmp_path)
+    src = manifest_of(snap)["sources"]["mysql"]
+    assert src["client_tool"] == "mysqldump" and src["client_flavour"] == "mariadb"
+    assert src["verify"]["result"] == "ok" and src["row_counts"]["torrents"] == 100
