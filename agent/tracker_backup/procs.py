@@ -22,8 +22,8 @@ from tracker_backup.errors import RunFailed
 
 log = logging.getLogger(__name__)
 
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)  # Linux; Python 3.10+ names it
 # Environment variables that may carry secrets into children; always removed.
-F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 SECRET_ENV = ("MYSQL_PWD", "MYSQL_PASSWORD", "MARIADB_PASSWORD", "PGPASSWORD")
 
 
