@@ -258,6 +258,9 @@ class Store:
                     manifest = manifest if isinstance(manifest, dict) else None
                 elif manifest.get("format") != FORMAT_VERSION:
                     problem = f"unknown format version {manifest.get('format')!r}"
+                if manifest is not None and (malformed := _manifest_malformed(manifest)):
+                    problem = problem or f"{MANIFEST} is malformed: {malformed}"
+                    manifest = None  # never handed on: its shape would crash the readers
             except FileNotFoundError:
                 problem = f"{MANIFEST} is missing"
             except (OSError, ValueError) as exc:
@@ -299,7 +302,12 @@ class Store:
             return {}
 
     def read_status(self) -> dict:
-        return self._read_state("status.json")
+        """status.json, keeping only well-formed run records (a damaged file is not fatal)."""
+        status = self._read_state("status.json")
+        for key in ("last_run", "last_success"):
+            if key in status and not _run_record_ok(status[key], needs_snapshot=key == "last_success"):
+                del status[key]
+        return status
 
     def record_run(self, result: dict) -> None:
         """Record a run's outcome (and, if it succeeded, as the last success)."""
@@ -311,7 +319,19 @@ class Store:
         write_json_atomic(self.path / STATE_DIR / "status.json", status)
 
     def read_checks(self) -> dict:
-        return self._read_state("checks.json")
+        """checks.json, keeping only well-formed entries (a damaged file is not fatal)."""
+        checks = {}
+        for snap_id, check in self._read_state("checks.json").items():
+            if not isinstance(check, dict):
+                continue
+            check = {k: v for k, v in check.items()
+                     if k not in ("result", "at", "kind") or isinstance(v, str)}
+            drill = check.get("drill")
+            if drill is not None and not (isinstance(drill, dict)
+                                          and isinstance(drill.get("at", ""), str)):
+                del check["drill"]
+            checks[snap_id] = check
+        return checks
 
     def record_check(self, snap_id: str, check: dict) -> None:
         """Record a later verification or restore drill of one snapshot."""
@@ -320,6 +340,44 @@ class Store:
         merged = {**previous, **check}
         checks[snap_id] = merged
         write_json_atomic(self.path / STATE_DIR / "checks.json", checks)
+
+
+def _manifest_malformed(m: dict) -> str | None:
+    """Why a parsed manifest's structure cannot be used, or None.
+
+    Hand edits, other tools or damage can leave valid JSON of the wrong shape;
+    such a snapshot is damaged (kept for the operator), never a crash of
+    list/status/prune/run.
+    """
+    arts = m.get("artifacts")
+    if not isinstance(arts, list):
+        return "'artifacts' is not a list"
+    for a in arts:
+        if not (isinstance(a, dict) and isinstance(a.get("path"), str)
+                and isinstance(a.get("sha256"), str) and isinstance(a.get("bytes"), int)
+                and isinstance(a.get("source"), str)):
+            return "an artifact lacks path, source, bytes or sha256"
+    sources = m.get("sources")
+    if not isinstance(sources, dict) or not all(isinstance(v, dict) for v in sources.values()):
+        return "'sources' is not an object of objects"
+    try:
+        parse_iso(m.get("started"))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return "'started' is not a time"
+    return None
+
+
+def _run_record_ok(record: object, needs_snapshot: bool) -> bool:
+    if not (isinstance(record, dict) and isinstance(record.get("result"), str)
+            and isinstance(record.get("duration_sec"), int | float)):
+        return False
+    if needs_snapshot and not isinstance(record.get("snapshot"), str):
+        return False
+    try:
+        parse_iso(record.get("finished"))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def free_bytes(path: Path) -> int:
