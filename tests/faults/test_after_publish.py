@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
+
+import psutil
 
 from faults.harness import (
     SyscallTrap,
@@ -53,4 +56,34 @@ def test_retention_failing_after_publish_keeps_new_snapshot_and_says_it_was_publ
     status = json.loads((host.backups / ".state/status.json").read_text())
     assert status["last_success"]["snapshot"] == new_id
     assert status["last_run"]["snapshot"] == new_id
+    assert_survived(host, before, db_before, may_delete={old})
+
+
+def _held_in(pid: int, numbers: tuple[str, ...]) -> bool:
+    """True while the process sits in one of these syscalls (x86_64 numbers)."""
+    try:
+        with open(f"/proc/{pid}/syscall") as fh:
+            return fh.read().split()[0] in numbers
+    except (OSError, IndexError):
+        return False
+
+
+def test_sigterm_during_retention_reports_the_published_snapshot_and_cleans_up(tmp_path):
+    host = make_host(tmp_path, retention="keep_last = 1\nkeep_days = 0")
+    host.cli("run", check=True)
+    before, db_before = fingerprints(host), db_state(host.db)
+    (old,) = before
+    # Hold the agent for a moment at the rename that hides the old snapshot, then stop it.
+    proc = host.start("run", prefix=trap_command(host.backups / old, "rename,renameat,renameat2",
+                                                 action="delay_enter=2000000"))
+    agent = wait_for(lambda: next((c for c in psutil.Process(proc.pid).children()
+                                   if _held_in(c.pid, ("82", "264", "316"))), None),
+                     what="retention's rename", proc=proc)
+    agent.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    last = err.strip().splitlines()[-1]
+    assert "was published, but then: stopped by SIGTERM" in last, last
+    new = {p.name for p in host.snapshots()} - {old}
+    assert len(new) == 1
     assert_survived(host, before, db_before, may_delete={old})

@@ -181,3 +181,17 @@ def test_sigkill_during_retention_never_damages_a_kept_snapshot(tmp_path, moment
     prune = host.cli("prune")
     assert prune.returncode == 0, prune.stderr
     assert oldest not in {p.name for p in host.snapshots()}
+
+
+def test_sigkill_during_verify_leaves_snapshots_intact_and_scratch_is_cleaned(tmp_path):
+    host = make_host(tmp_path, rows=3000, pad=4000)
+    host.cli("run", check=True)
+    before, db_before = fingerprints(host), db_state(host.db)
+    proc = host.start("verify", "--all")
+    wait_for(lambda: [p for p in host.backups.glob(".staging-verify-*") if any(p.iterdir())],
+             what="verify's scratch copy", proc=proc)
+    code, _out, _err = kill(proc)
+    assert code == -9
+    assert host.debris(), "verify's scratch directory should be left by the kill"
+    assert fingerprints(host) == before
+    assert_survived(host, before, db_before)  # the next run removes the scratch debris
