@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shlex
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from pathlib import Path
 
 from tracker_backup import procs
 from tracker_backup.config import MysqlConfig
-from tracker_backup.errors import SourceError
+from tracker_backup.errors import RunFailed, SourceError
 
 log = logging.getLogger(__name__)
 
@@ -155,8 +156,14 @@ class MysqlClient:
         tried = []
         for dump, client in (("mariadb-dump", "mariadb"), ("mysqldump", "mysql")):
             argv = [*self.cfg.exec_prefix, dump, "--version"]
-            code, out, err = procs.run_with_input(argv, what=f"mysql: {dump} --version", feed=(),
-                                                  timeout=60)
+            try:
+                code, out, err = procs.run_with_input(argv, what=f"{dump} --version", feed=(),
+                                                      timeout=60)
+            except RunFailed as exc:  # the first word of argv does not exist here
+                if self.cfg.exec_prefix:
+                    raise SourceError(f"mysql: [mysql] exec_prefix = "
+                                      f"{shlex.join(self.cfg.exec_prefix)}: {exc}") from None
+                code, out, err = 127, "", str(exc)
             if code == 0:
                 flavour, version = parse_tool_version(out)
                 if flavour == "mysql" and client == "mariadb":
@@ -166,9 +173,10 @@ class MysqlClient:
             tried.append(f"{' '.join(argv)}: status {code}: {(err or out).strip()[:300]}")
             if code not in NOT_FOUND and "not found" not in err:
                 break
-        raise SourceError("mysql: no mysqldump/mariadb-dump where the client runs"
-                          + (f" (exec_prefix = {' '.join(self.cfg.exec_prefix)})"
-                             if self.cfg.exec_prefix else "")
+        raise SourceError("mysql: no mariadb-dump or mysqldump where the client runs"
+                          + (f" ([mysql] exec_prefix = {shlex.join(self.cfg.exec_prefix)})"
+                             if self.cfg.exec_prefix else
+                             " (install mariadb-client or default-mysql-client)")
                           + ": " + "; ".join(tried))
 
     # -- queries ---------------------------------------------------------

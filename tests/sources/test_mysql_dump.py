@@ -180,3 +180,16 @@ def test_missing_or_empty_password_file_is_a_clear_error(tmp_path):
     os.chmod(empty, 0o600)
     with pytest.raises(SourceError, match="is empty"):
         read_password(MysqlConfig(database="d", password_file=empty))
+
+
+def test_a_missing_exec_prefix_command_is_named_with_its_key(tmp_path):
+    cfg = MysqlConfig(database="d", exec_prefix=("no-such-docker", "compose", "exec", "-T", "mysql"))
+    with pytest.raises(SourceError, match=r"\[mysql\] exec_prefix = no-such-docker compose exec -T "
+                                          r"mysql: .*command not found: no-such-docker"):
+        MysqlClient(cfg, None).tools()
+
+
+def test_missing_client_tools_name_the_package_to_install(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # a PATH without mariadb-dump or mysqldump
+    with pytest.raises(SourceError, match=r"no mariadb-dump or mysqldump .*install mariadb-client"):
+        MysqlClient(MysqlConfig(database="d"), None).tools()

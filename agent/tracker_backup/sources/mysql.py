@@ -178,7 +178,7 @@ class MysqlSource:
             info = self.server_info()
             self.select_tables(info)
         except (SourceError, RunFailed) as exc:
-            return [str(exc)]
+            return [str(exc).removeprefix("mysql: ").removeprefix("[mysql] ")]
         problems = []
         grantee = _grantee(info["user"])
         missing = self.missing_dump_privileges(info)
