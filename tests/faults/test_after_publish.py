@@ -87,3 +87,26 @@ def test_sigterm_during_retention_reports_the_published_snapshot_and_cleans_up(t
     new = {p.name for p in host.snapshots()} - {old}
     assert len(new) == 1
     assert_survived(host, before, db_before, may_delete={old})
+
+
+def test_sigterm_right_after_the_publish_rename_reports_the_snapshot_as_published(tmp_path):
+    host = make_host(tmp_path, big_file=6_000_000)
+    host.cli("run", check=True)
+    before, db_before = fingerprints(host), db_state(host.db)
+    host.write_config(backup=f"path = {host.backups}\nrate_limit = 3")
+    proc = host.start()
+    staging = wait_for(host.staging, what="the staging directory", proc=proc)
+    # The first open of the backup path after the sources is publish()'s directory fsync,
+    # just after the rename: hold it there and send SIGTERM.
+    trap = SyscallTrap(proc.pid, host.backups, "open,openat", action="delay_enter=2000000")
+    wait_for(lambda: _held_in(proc.pid, ("2", "257")) and not staging.exists(),
+             what="publish's directory fsync", proc=proc)
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=60)
+    trap.close()
+    assert proc.returncode == 1, err
+    new = staging.name.removeprefix(".staging-")
+    last = err.strip().splitlines()[-1]
+    assert f"snapshot {new} was published, but then: stopped by SIGTERM" in last, last
+    host.write_config(backup=f"path = {host.backups}")
+    assert_survived(host, before, db_before)

@@ -10,7 +10,7 @@ from tracker_backup import __version__, logs
 from tracker_backup.config import Config
 from tracker_backup.errors import LockHeld, RunFailed, TrackerBackupError, VerifyFailed
 from tracker_backup.sources import RunContext, configured_sources
-from tracker_backup.store import FORMAT_VERSION, Store, iso, utc_now
+from tracker_backup.store import FORMAT_VERSION, MANIFEST, Store, iso, utc_now
 from tracker_backup.throttle import RateLimiter, lower_priority
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,8 @@ def run(config: Config, *, prune: bool = True) -> str:
                             + (f": {exc.filename}" if getattr(exc, "filename", None) else ""))
         duration = time.monotonic() - t0
         message = str(exc) or type(exc).__name__
+        # Interrupted inside publish() after its rename (the commit point): published all the same.
+        published = published or bool(snap_id and (store.path / snap_id / MANIFEST).is_file())
         if published:  # e.g. status write or retention failed: the snapshot itself is complete
             message = f"snapshot {snap_id} was published, but then: {message}"
         if prepared and (published or not isinstance(exc, LockHeld)):
