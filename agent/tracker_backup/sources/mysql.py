@@ -80,9 +80,11 @@ class MysqlSource:
 
     kind = "mysql"
 
-    def __init__(self, cfg: MysqlConfig):
+    def __init__(self, cfg: MysqlConfig, name: str = "mysql"):
+        # `name` lets several jobs (e.g. critical tables daily, stats weekly) keep their
+        # artifacts and manifest entries apart: <name>/<database>.sql
         self.cfg = cfg
-        self.name = "mysql"
+        self.name = name
         self._client: MysqlClient | None = None
 
     @property
@@ -282,7 +284,7 @@ class MysqlSource:
         argv = self.client.argv(tools.dump, *args)
         last = time.monotonic()
         with procs.StreamingChild(argv, what=f"mysql: {tools.dump}", feed=self.client.feed()) as child:
-            with ArtifactWriter(ctx.staging, f"mysql/{self.cfg.database}.sql", source=self.name,
+            with ArtifactWriter(ctx.staging, f"{self.name}/{self.cfg.database}.sql", source=self.name,
                                 content="sql", compression=compression,
                                 level=ctx.backup.compression_level,
                                 threads=2 if compression == "zstd" else 0) as writer:
