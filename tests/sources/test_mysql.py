@@ -23,6 +23,7 @@ import threading
 import time
 from pathlib import Path
 
+import pymysql
 import pytest
 import zstandard
 
@@ -149,6 +150,38 @@ class ProcWatch(threading.Thread):
         self.join(timeout=10)
 
 
+class LockWatch(threading.Thread):
+    """Polls the server for any session waiting on a lock (table, metadata, global, row)."""
+
+    QUERY = ("SELECT CONCAT(ID, ' ', COALESCE(STATE, ''), ' ', COALESCE(INFO, '')) "
+             "FROM information_schema.PROCESSLIST WHERE STATE LIKE '%Waiting for%lock%' "
+             "UNION ALL SELECT CONCAT('innodb ', requesting_trx_id, ' waits for ', "
+             "blocking_trx_id) FROM information_schema.INNODB_LOCK_WAITS")
+
+    def __init__(self, server: MariaDB):
+        super().__init__(daemon=True)
+        self.conn = pymysql.connect(unix_socket=str(server.socket), user="root")
+        self.waits: list[str] = []
+        self.polls = 0
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        with self.conn.cursor() as cur:
+            while not self._halt.wait(0.02):
+                cur.execute(self.QUERY)
+                self.waits += [r[0] for r in cur.fetchall()]
+                self.polls += 1
+
+    def __enter__(self) -> LockWatch:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._halt.set()
+        self.join(timeout=10)
+        self.conn.close()
+
+
 # -- the dump under a live writer --------------------------------------------
 def test_dump_under_a_live_writer_is_one_consistent_snapshot_with_every_committed_row(
         tmp_path, mariadb_server, fresh_cli):
@@ -162,7 +195,8 @@ def test_dump_under_a_live_writer_is_one_consistent_snapshot_with_every_committe
         before = writer.mark()  # closes the idle window
         committed_before = before["last_new_committed"]
         assert committed_before >= START_NEW
-        run = cli("run", check=True)
+        with LockWatch(server) as locks:
+            run = cli("run", check=True)
         during = writer.mark()  # closes the window of the run
     finally:
         final = writer.stop()
@@ -186,6 +220,7 @@ def test_dump_under_a_live_writer_is_one_consistent_snapshot_with_every_committe
     # The writer kept committing during the dump, with no lock-wait errors.
     idle, busy = during["windows"][0], during["windows"][1]
     assert busy["ops"] > 0 and final["errors"] == 0, final
+    assert locks.polls > 5 and locks.waits == [], locks.waits
     print(f"\nwriter p99 idle {idle['p99_ms']:.2f} ms, during run {busy['p99_ms']:.2f} ms "
           f"(max {busy['max_ms']:.1f} ms); dump {src['dump_seconds']}s, "
           f"{manifest_of(snap)['artifacts'][0]['raw_bytes']} raw bytes, "
