@@ -182,7 +182,7 @@ class MysqlClient:
     # -- queries ---------------------------------------------------------
     def query(self, sql: str, *, what: str = "query", database: str | None = None
               ) -> list[list[str]]:
-        """Run SQL with the client; return the rows of the last result (tab-separated)."""
+        """Run SQL with the client; return every result row of every statement, split on tabs."""
         tools = self.tools()
         args = ["--batch", "--skip-column-names", "--connect-timeout=20",
                 "--default-character-set=utf8mb4"]
