@@ -121,7 +121,8 @@ def test_second_run_while_the_lock_is_held_exits_3_naming_the_holder(cli, tmp_pa
     assert cli("run").returncode == EXIT_OK
 
 
-def test_sigkill_during_a_run_leaves_no_snapshot_and_the_next_run_cleans_up(tmp_path, storage):
+def _start_slow_run(tmp_path: Path, storage: Path):
+    """Start a rate-limited run of a ~15 MB database; return once its copy is under way."""
     create_tracker_db(storage / "tracker/lib/database/big.db", rows=50_000, pad=200)
     conf = write_config(tmp_path / "slow.conf", f"""
 [backup]
@@ -137,6 +138,11 @@ database = {storage / "tracker/lib/database/big.db"}
     while not list(backups.glob(".staging-*/sqlite/*")):
         assert time.monotonic() < deadline and proc.poll() is None, "copy never started"
         time.sleep(0.05)
+    return conf, cli, proc, backups
+
+
+def test_sigkill_during_a_run_leaves_no_snapshot_and_the_next_run_cleans_up(tmp_path, storage):
+    conf, cli, proc, backups = _start_slow_run(tmp_path, storage)
     time.sleep(0.5)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -151,21 +157,7 @@ database = {storage / "tracker/lib/database/big.db"}
 
 
 def test_sigterm_stops_the_run_cleans_staging_and_releases_the_lock(tmp_path, storage):
-    create_tracker_db(storage / "tracker/lib/database/big.db", rows=50_000, pad=200)
-    conf = write_config(tmp_path / "slow.conf", f"""
-[backup]
-path = {tmp_path / "backups"}
-rate_limit = 2
-[sqlite]
-database = {storage / "tracker/lib/database/big.db"}
-""")
-    cli = Cli(conf)
-    proc = cli.popen("run")
-    backups = tmp_path / "backups"
-    deadline = time.monotonic() + 20
-    while not list(backups.glob(".staging-*/sqlite/*")):
-        assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.05)
+    _conf, _cli, proc, backups = _start_slow_run(tmp_path, storage)
     t0 = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
