@@ -116,7 +116,11 @@ class MariaDB:
         if proc.returncode != 0:
             shutil.rmtree(base, ignore_errors=True)
             raise RuntimeError(f"mariadb-install-db failed: {(proc.stderr or proc.stdout)[-2000:]}")
-        server._spawn(log_bin)
+        try:
+            server._spawn(log_bin)
+        except BaseException:
+            server.stop()  # never leave a half-started server or its directory behind
+            raise
         return server
 
     def _spawn(self, log_bin: bool) -> None:
