@@ -70,3 +70,38 @@ def test_sigkill_of_the_agent_mid_dump_leaves_no_dump_running_and_publishes_noth
     assert again.returncode == 0, again.stderr
     assert host.debris() == []
     assert_published_are_complete(host)
+
+
+def test_scratch_database_of_a_killed_restore_check_is_dropped_by_the_next_run(
+        tmp_path, mariadb_server):
+    server = mariadb_server
+    name = f"tf_{secrets.token_hex(4)}"
+    server.create_tracker_db(name, rows=100_000)
+    password = secrets.token_hex(12)
+    server.create_user(USER, password, [f"SELECT, SHOW VIEW, TRIGGER ON `{name}`.*",
+                                        "ALL PRIVILEGES ON `tracker\\_backup\\_verify\\_%`.*"])
+    pw = tmp_path / "mysql.password"
+    pw.write_text(password + "\n")
+    pw.chmod(0o600)
+    host = make_host(tmp_path, files=False)
+    host.settings.pop("sqlite")
+    host.write_config(mysql=f"database = {name}\nsocket = {server.socket}\nuser = {USER}\n"
+                            f"password_file = {pw}\nverify = restore")
+
+    def scratch() -> list[str]:
+        return [d for d in server.databases() if d.startswith("tracker_backup_verify_")]
+
+    assert scratch() == []
+    proc = host.start()
+    wait_for(scratch, what="the scratch database of the restore check", proc=proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert proc.returncode == -9
+    time.sleep(0.5)  # the orphaned client sees end of input and exits
+    left = scratch()
+    assert left, "the kill should have left the scratch database behind"
+    again = host.cli("run", "--no-prune")
+    assert again.returncode == 0, again.stderr
+    assert "left by an interrupted run" in again.stderr and left[0] in again.stderr
+    assert scratch() == [], "a whole copy of the tracker database stays on its server"
+    assert_published_are_complete(host)

@@ -318,10 +318,27 @@ class MysqlSource:
         except SourceError as exc:
             log.error("mysql: could not drop scratch database %s: %s", name, exc)
 
+    def _drop_stale_scratch(self) -> None:
+        """Drop scratch databases a killed run or drill left behind (each a whole copy).
+
+        Callers hold the store lock, so no scratch database of ours is in use.
+        """
+        pattern = SCRATCH_PREFIX.replace("_", "\\_") + "%"
+        try:
+            rows = self.client.query(f"SHOW DATABASES LIKE {quote_str(pattern)}",
+                                     what="list scratch databases")
+        except SourceError as exc:
+            log.warning("mysql: could not look for stale scratch databases: %s", exc)
+            return
+        for row in rows:
+            log.warning("mysql: dropping scratch database %s left by an interrupted run", row[0])
+            self._drop_scratch(row[0])
+
     def restore_check(self, path: Path, compression: str, expected: dict[str, int],
                       tools: Tools | None = None) -> dict:
         """Load the dump into a scratch database, compare tables and row counts, drop it."""
         tools = tools or self.client.tools()
+        self._drop_stale_scratch()
         name = self.scratch_name()
         started = time.monotonic()
         self.client.query(f"CREATE DATABASE {quote_ident(name)} CHARACTER SET utf8mb4",
