@@ -195,3 +195,26 @@ def test_sigkill_during_verify_leaves_snapshots_intact_and_scratch_is_cleaned(tm
     assert host.debris(), "verify's scratch directory should be left by the kill"
     assert fingerprints(host) == before
     assert_survived(host, before, db_before)  # the next run removes the scratch debris
+
+
+def test_sigkill_during_locked_rollback_copy_releases_the_lock_and_the_tracker_loses_no_write(
+        tmp_path, start_writer):
+    # Rollback journal: the copy holds a SHARED lock that blocks the tracker's writes (within
+    # max_lock). A crash must hand the database straight back: the kernel drops the lock.
+    host = make_host(tmp_path, rows=1000, pad=4000, wal=False, sqlite="max_lock = 30s")
+    host.cli("run", check=True)
+    before, db_before = fingerprints(host), db_state(host.db)
+    writer = start_writer(host.db, rate=100, existing=1000)
+    slow(host, rate_limit="0.5")  # ~8 s under the lock if left alone
+    proc = host.start()
+    wait_for(lambda: host.staging() and str(host.db) in open_files(proc.pid)
+             and file_size(host.staging() / "sqlite/.tracker.db.copy") > 0,
+             what="the locked copy", proc=proc)
+    stalled = writer.stats()["ops"]
+    assert_killed_unpublished(host, proc, before)
+    wait_for(lambda: writer.stats()["ops"] > stalled + 20, timeout=10,
+             what="the tracker's writes to resume")
+    stats = writer.stop()
+    assert stats["errors"] == 0, stats  # blocked for a moment, never failed
+    slow(host)
+    assert_survived(host, before, db_before)
