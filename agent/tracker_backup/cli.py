@@ -168,6 +168,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_RUN_FAILED
     except BrokenPipeError:
         return EXIT_RUN_FAILED
+    except OSError as exc:  # disk full, read-only, I/O error outside `run`: say what and where
+        where = f": {exc.filename}" if exc.filename else ""
+        log.error("%s failed: %s%s", args.command, exc.strerror or exc, where)
+        return EXIT_RUN_FAILED
     except Exception as exc:  # noqa: BLE001 - last line of defence: a message, not a traceback
         log.error("internal error: %s: %s (rerun with -v for details)", type(exc).__name__, exc)
         log.debug("traceback", exc_info=True)

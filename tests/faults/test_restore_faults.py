@@ -8,6 +8,7 @@ database beside the old one's -wal (SQLite would replay foreign frames into it).
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 import time
@@ -100,3 +101,26 @@ def test_sigkill_during_in_place_restore_leaves_a_whole_database_at_the_live_pat
     assert again.returncode == 0, again.stdout + again.stderr
     assert db_state(host.db)["rows"] == 2000
     assert not list(host.db.parent.glob(f".{host.db.name}.restore-*")), "restore debris left"
+
+
+def test_restore_onto_a_full_disk_fails_cleanly_and_leaves_the_live_database_untouched(
+        tmp_path, tmpfs):
+    host = make_host(tmp_path, rows=1000, pad=4000)  # ~4 MB, incompressible
+    size = host.db.stat().st_size
+    live_dir = tmpfs(tmp_path / "live", f"{size + 512 * 1024}")  # room for one copy only
+    live = live_dir / "tracker.db"
+    live.write_bytes(host.db.read_bytes())
+    host.write_config(sqlite=f"database = {live}")
+    snap = host.cli("run", check=True).stdout.strip()
+    digest = hashlib.sha256(live.read_bytes()).hexdigest()
+    for args in (("--to", str(live_dir / "restored.db")), ()):  # elsewhere, then in place
+        proc = host.cli("restore", snap, "--kind", "sqlite", *args)
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        last = proc.stderr.strip().splitlines()[-1]
+        assert "No space left on device" in last and str(live_dir) in last, last
+        assert "internal error" not in proc.stderr and "Traceback" not in proc.stderr
+        left = [p.name for p in live_dir.iterdir()
+                if not p.name.startswith("tracker.db")]  # the database and its -wal/-shm
+        assert left == [], f"restore debris left: {left}"
+        assert hashlib.sha256(live.read_bytes()).hexdigest() == digest
+    assert db_state(live)["integrity"] == ["ok"]

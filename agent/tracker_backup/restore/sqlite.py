@@ -163,8 +163,10 @@ def decompress(src: Path, compression: str, dest: Path) -> int:
                 out.write(chunk)
                 total += len(chunk)
             os.fsync(out.fileno())
-    except BaseException:
+    except BaseException as exc:
         dest.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename is None:  # a write: name the file
+            raise OSError(exc.errno, exc.strerror, str(dest)) from None
         raise
     return total
 
