@@ -152,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logs.setup_logging(verbose=args.verbose, quiet=args.quiet)
     signal.signal(signal.SIGTERM, _on_sigterm)
+    # SIGTERM unwinds by an exception that may land inside a constructor; the half-built
+    # object's __del__ then fails. Log that at debug level, never as a traceback.
+    sys.unraisablehook = lambda u: log.debug("ignored during cleanup: %s: %s",
+                                             u.exc_type.__name__, u.exc_value)
     try:
         config = load_config(args.config)
     except ConfigError as exc:

@@ -207,6 +207,13 @@ class Store:
                 removed.append(entry.name)
         for entry in (self.path / STATE_DIR).glob(".*.tmp-*"):
             entry.unlink(missing_ok=True)
+        # A deletion cut short also left the snapshot's verify/drill record: drop it, or a
+        # new snapshot that reuses the ID (same second) would inherit it.
+        gone = {n.removeprefix(DELETING_PREFIX) for n in removed if n.startswith(DELETING_PREFIX)}
+        checks = self.read_checks()
+        if gone & checks.keys():
+            write_json_atomic(self.path / STATE_DIR / "checks.json",
+                              {k: v for k, v in checks.items() if k not in gone})
         return removed
 
     def new_staging(self, now: datetime | None = None) -> Staging:

@@ -8,6 +8,7 @@ the common promise (harness.assert_survived).
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -168,6 +169,8 @@ def test_sigkill_during_retention_never_damages_a_kept_snapshot(tmp_path, moment
         host.cli("run", "--no-prune", check=True)
     before, db_before = fingerprints(host), db_state(host.db)
     oldest = sorted(before)[0]
+    assert host.cli("verify", oldest).returncode == 0  # leaves a check record in .state
+    record = json.loads((host.backups / ".state/checks.json").read_text())[oldest]["at"]
     target, syscalls, when = RETENTION_TRAPS[moment]
     proc = host.start("run", prefix=trap_command(target(host.backups, oldest), syscalls, when=when))
     out, err = proc.communicate(timeout=120)
@@ -177,10 +180,21 @@ def test_sigkill_during_retention_never_damages_a_kept_snapshot(tmp_path, moment
     # Only snapshots retention chose may go; a half-deleted one is hidden, never listed.
     listed = host.cli("list", "--json")
     assert listed.returncode == 0
+    if moment != "before hiding the snapshot":  # the next run clears the hidden one's record
+        assert host.cli("run", "--no-prune").returncode == 0
+        checks = json.loads((host.backups / ".state/checks.json").read_text())
+        assert all(c.get("at") != record for c in checks.values()), checks
     assert_survived(host, before, db_before, may_delete={oldest})
     prune = host.cli("prune")
     assert prune.returncode == 0, prune.stderr
-    assert oldest not in {p.name for p in host.snapshots()}
+    # The first snapshot is gone (runs in one second may reuse its name: compare sequences),
+    # and its verify record did not outlive it to decorate a newer snapshot of the same name.
+    seqs = {json.loads((p / "MANIFEST.json").read_text())["sequence"] for p in host.snapshots()}
+    assert 1 not in seqs, seqs
+    checks = json.loads((host.backups / ".state/checks.json").read_text())
+    for snap_id, check in checks.items():
+        assert (host.backups / snap_id).is_dir(), f"check record of deleted {snap_id} left"
+        assert check["at"] != record, f"the deleted snapshot's record now decorates {snap_id}"
 
 
 def test_sigkill_during_verify_leaves_snapshots_intact_and_scratch_is_cleaned(tmp_path):
