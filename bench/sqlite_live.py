@@ -224,7 +224,7 @@ def summarize(rows: list[dict]) -> str:
                                else "") + ",")
         cli = group.get(".backup (sqlite3)")
         if cli:
-            bits.append(f".backup {100 * cli['fraction']:.1f}% in {cli['wall_s']:.0f}s")
+            bits.append(f".backup {100 * cli['fraction']:.1f}% in {cli['wall_s']:.0f}s,")
         agents = [r for m, r in group.items() if m.startswith("agent")]
         errs = sum(r.get("w_errors") or 0 for r in agents)
         worst = max((r.get("p99_x_idle") or 0 for r in agents), default=0)
