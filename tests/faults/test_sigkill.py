@@ -197,16 +197,19 @@ def test_sigkill_during_retention_never_damages_a_kept_snapshot(tmp_path, moment
         assert check["at"] != record, f"the deleted snapshot's record now decorates {snap_id}"
 
 
-def test_sigkill_during_verify_leaves_snapshots_intact_and_scratch_is_cleaned(tmp_path):
+@pytest.mark.parametrize("command,scratch", [(("verify", "--all"), ".staging-verify-*"),
+                                             (("drill",), ".staging-drill-*")])
+def test_sigkill_during_verify_or_drill_leaves_snapshots_intact_and_scratch_is_cleaned(
+        tmp_path, command, scratch):
     host = make_host(tmp_path, rows=3000, pad=4000)
     host.cli("run", check=True)
     before, db_before = fingerprints(host), db_state(host.db)
-    proc = host.start("verify", "--all")
-    wait_for(lambda: [p for p in host.backups.glob(".staging-verify-*") if any(p.iterdir())],
-             what="verify's scratch copy", proc=proc)
+    proc = host.start(*command)
+    wait_for(lambda: [p for p in host.backups.glob(scratch) if any(p.rglob("*"))],
+             what=f"{command[0]}'s scratch copy", proc=proc)
     code, _out, _err = kill(proc)
     assert code == -9
-    assert host.debris(), "verify's scratch directory should be left by the kill"
+    assert host.debris(), "the scratch directory should be left by the kill"
     assert fingerprints(host) == before
     assert_survived(host, before, db_before)  # the next run removes the scratch debris
 
