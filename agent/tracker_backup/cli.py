@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="last run, last success, snapshots, free space")
     st.add_argument("--json", action="store_true")
     sub.add_parser("check-config", help="validate the configuration and print it")
+    sub.add_parser("window-recover",
+                   help="start the tracker again if a killed run left a maintenance window open "
+                        "(run by the unit's ExecStopPost=)")
     w = sub.add_parser("sqlite-wal", help="switch the SQLite database to WAL mode (once)")
     w.add_argument("--database", type=Path, help="database file (default: [sqlite] database)")
     _add_extension_commands(sub)
@@ -136,6 +139,10 @@ def dispatch(args: argparse.Namespace, config: Config) -> int:
         return status(config, as_json=args.json, out=out)
     if cmd == "check-config":
         return check_config(config, out)
+    if cmd == "window-recover":
+        from tracker_backup.actions.run import window_recover
+
+        return window_recover(config, out)
     if cmd == "sqlite-wal":
         from tracker_backup.actions.sqlite_wal import sqlite_wal
 

@@ -279,6 +279,38 @@ def test_broken_config_fails_the_unit_with_the_error_in_the_journal(tracker):
     box.run(["systemctl", "daemon-reload"])
 
 
+def test_sigkill_inside_a_maintenance_window_still_restarts_the_tracker(tracker):
+    """ExecStopPost= (window-recover) runs start_command when the run died with the tracker down."""
+    box = tracker
+    dbdir = "/opt/torrust/storage/tracker/lib/database"
+    rollback_db, window_log = f"{dbdir}/rollback.db", f"{dbdir}/window.log"
+    box.run(["python3", "-c",
+             "import sys; sys.path.insert(0, '/mnt/tests');"
+             "from pathlib import Path; from support.tracker_db import create_tracker_db;"
+             f"create_tracker_db(Path('{rollback_db}'), rows=30000, wal=False, pad=100)"])
+    for name in ("stop", "start"):
+        box.write(f"/usr/local/bin/{name}-tracker", f"#!/bin/sh\necho {name} >> {window_log}\n",
+                  mode="0755")
+    box.write(CONF, config_text(rate_limit="1").replace(
+        DB, rollback_db + "\nmax_lock = 10ms\nstop_command = /usr/local/bin/stop-tracker\n"
+                          "start_command = /usr/local/bin/start-tracker"))
+    box.run(["systemctl", "daemon-reload"])
+    box.run(["systemctl", "start", "--no-block", "tracker-backup.service"])
+    wait_for(lambda: "stop" in box.run(["cat", window_log], check=False).stdout,
+             what="the maintenance window to open")
+    time.sleep(0.5)
+    box.run(["systemctl", "kill", "--signal=SIGKILL", "tracker-backup.service"])
+    wait_for(lambda: show(box, "tracker-backup", "ActiveState")["ActiveState"] in ("inactive", "failed"),
+             timeout=60, what="the killed run to end")
+    assert box.run(["cat", window_log]).stdout.split() == ["stop", "start"]
+    assert show(box, "tracker-backup", "Result")["Result"] == "signal"
+    log = box.run(["journalctl", "--no-pager", "-o", "cat", "-u", "tracker-backup"]).stdout
+    assert "running start_command now" in log
+    box.sh(f"rm -f {rollback_db}* {window_log}")
+    box.write(CONF, config_text())
+    box.run(["systemctl", "daemon-reload"])
+
+
 @pytest.mark.parametrize("unit", ["tracker-backup.service", "tracker-backup-drill.service"])
 def test_security_exposure_of_installed_service_is_reported(tracker, unit):
     out = tracker.run(["systemd-analyze", "security", "--no-pager", unit]).stdout

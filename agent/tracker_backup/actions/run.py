@@ -5,13 +5,15 @@ from __future__ import annotations
 import logging
 import socket
 import time
+from pathlib import Path
 
 from tracker_backup import __version__, logs
 from tracker_backup.config import Config
 from tracker_backup.errors import LockHeld, RunFailed, TrackerBackupError, VerifyFailed
 from tracker_backup.sources import RunContext, configured_sources
-from tracker_backup.store import FORMAT_VERSION, MANIFEST, Store, iso, utc_now
+from tracker_backup.store import FORMAT_VERSION, MANIFEST, STATE_DIR, Store, iso, utc_now
 from tracker_backup.throttle import RateLimiter, lower_priority
+from tracker_backup.window import JOURNAL_NAME, WindowJournal
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,7 @@ def run(config: Config, *, prune: bool = True) -> str:
         with store.lock("run"):
             for name in store.remove_debris():
                 log.info("removed %s left by an interrupted run", name)
+            WindowJournal(window_journal_path(store)).recover()
             staging = store.new_staging(started)
             snap_id = staging.id
             try:
@@ -83,10 +86,38 @@ def run(config: Config, *, prune: bool = True) -> str:
         raise exc from None
 
 
+def window_journal_path(store: Store) -> Path:
+    """Where runs of this store note a stopped tracker (see window.py)."""
+    return store.path / STATE_DIR / JOURNAL_NAME
+
+
+def window_recover(config: Config, out) -> int:
+    """`tracker-backup window-recover`: restart a tracker left stopped by a killed run.
+
+    Run by the unit's ExecStopPost= after every run; a no-op unless a
+    maintenance window was left open.
+    """
+    store = Store(config.backup.path)
+    if not store.path.is_dir():
+        return 0
+    journal = WindowJournal(window_journal_path(store))
+    if journal.pending() is None:
+        print("no maintenance window left open", file=out)
+        return 0
+    try:
+        with store.lock("window-recover"):
+            journal.recover()
+    except LockHeld:
+        print("another run holds the lock; it restarts the tracker itself", file=out)
+        return 0
+    print("tracker started again (a killed run had left it stopped)", file=out)
+    return 0
+
+
 def _take(config: Config, store: Store, staging) -> dict:
     ctx = RunContext(staging=staging.path, backup=config.backup,
                      limiter=RateLimiter(config.backup.rate_limit_bytes),
-                     progress=logs.progress)
+                     progress=logs.progress, window_journal=window_journal_path(store))
     results = []
     for source in configured_sources(config):
         ctx.progress(f"{source.name}: starting")

@@ -27,6 +27,8 @@ class RunContext:
     backup: BackupConfig
     limiter: RateLimiter
     progress: Callable[[str], None] = lambda text: None
+    # Durable note of a stopped tracker (see window.py); None when not kept.
+    window_journal: Path | None = None
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("tracker_backup"))
 
 

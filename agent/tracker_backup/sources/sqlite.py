@@ -34,6 +34,7 @@ from tracker_backup.artifacts import Artifact, hash_file, open_decompressed, sto
 from tracker_backup.config import SqliteConfig
 from tracker_backup.errors import SourceError
 from tracker_backup.sources.base import RunContext, SourceResult
+from tracker_backup.window import WindowJournal
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +224,8 @@ class SqliteSource:
     def _copy_in_window(self, raw: Path, ctx: RunContext) -> dict:
         """stop_command, copy, then start_command always; log the downtime."""
         ctx.progress("sqlite: maintenance window: stopping the tracker")
+        journal = WindowJournal(ctx.window_journal)
+        journal.opened(self.cfg.start_command)
         stopped_at = time.monotonic()
         try:
             procs.run_command(self.cfg.stop_command, what="[sqlite] stop_command")
@@ -232,6 +235,7 @@ class SqliteSource:
                 # A second SIGTERM must not stop us from restarting the tracker.
                 with _signals_deferred():
                     procs.run_command(self.cfg.start_command, what="[sqlite] start_command")
+                journal.closed()
             finally:
                 downtime = time.monotonic() - stopped_at
                 log.warning("sqlite: maintenance window: tracker was stopped for %.1fs", downtime)
