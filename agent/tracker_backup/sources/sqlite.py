@@ -27,6 +27,8 @@ import sqlite3
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from tracker_backup import procs
@@ -40,7 +42,8 @@ log = logging.getLogger(__name__)
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 SIDE_SUFFIXES = ("-wal", "-shm", "-journal")
-STEP_BYTES = 4 << 20  # pages per backup step ≈ 4 MiB: fine-grained rate limit and deadline
+STEP_BYTES = 4 << 20  # pages per backup step ≈ 4 MiB: fine-grained rate limit and progress
+LOCKED_STEP_BYTES = 1 << 20  # smaller steps while a rollback-journal lock is held
 # Faster than any disk here reads: if even this rate cannot copy the database
 # within max_lock, do not take the lock at all.
 OPTIMISTIC_READ_RATE = 1_000_000_000
@@ -101,15 +104,20 @@ def _match_side_files(db: Path) -> list[str]:
     return fixed
 
 
-def check_database(path: Path, level: str, required_tables: tuple[str, ...]) -> dict:
+def check_database(path: Path, level: str, required_tables: tuple[str, ...],
+                   on_open: Callable[[sqlite3.Connection], None] | None = None) -> dict:
     """Integrity-check a database copy; return check result, tables and row counts.
 
     Opened immutable and read-only: nothing is created beside the copy and the
-    check sees exactly the bytes that are stored.
+    check sees exactly the bytes that are stored. `on_open` receives the
+    connection, so another thread can interrupt() a long check.
     """
     pragma = "integrity_check" if level == "full" else "quick_check"
     started = time.monotonic()
-    conn = sqlite3.connect(_uri(path, mode="ro", immutable="1"), uri=True, isolation_level=None)
+    conn = sqlite3.connect(_uri(path, mode="ro", immutable="1"), uri=True, isolation_level=None,
+                           check_same_thread=False)
+    if on_open is not None:
+        on_open(conn)
     try:
         rows = [r[0] for r in conn.execute(f"PRAGMA {pragma}")]
         tables = [r[0] for r in conn.execute(
@@ -126,7 +134,9 @@ def check_database(path: Path, level: str, required_tables: tuple[str, ...]) -> 
         "level": level,
         "pragma": pragma,
         "result": "ok" if ok and not missing else "failed",
-        "messages": [] if ok else rows[:10],
+        # integrity_check rows can span lines ("*** in database main ***\nPage 18: ..."):
+        # one line each, so the log and the error message stay one line.
+        "messages": [] if ok else [" ".join(str(r).split()) for r in rows[:10]],
         "missing_tables": missing,
         "row_counts": counts,
         "seconds": round(time.monotonic() - started, 3),
@@ -171,31 +181,60 @@ class SqliteSource:
             log.warning("sqlite: %s %s while it was being copied; this snapshot holds the "
                         "file as it was when the copy began", db, changed)
 
-        check = check_database(raw, ctx.backup.verify, self.cfg.required_tables)
+        ctx.progress(f"sqlite: checking ({ctx.backup.verify}) and storing the copy")
+        check, artifact = self._check_and_store(raw, ctx)
         details["check"] = {k: v for k, v in check.items() if k != "row_counts"}
         details["row_counts"] = check["row_counts"]
         if check["result"] != "ok":
             what = (f"missing tables {', '.join(check['missing_tables'])}"
                     if check["missing_tables"] else "; ".join(check["messages"][:3]))
             raise SourceError(f"sqlite: PRAGMA {check['pragma']} of the copy of {db} failed: {what}")
-        ctx.progress(f"sqlite: {check['pragma']} ok, storing copy")
-        artifact = self._store(raw, ctx)
         details["required_tables"] = list(self.cfg.required_tables)
         return SourceResult(self.name, self.kind, str(db), method, [artifact], details)
 
-    def _store(self, raw: Path, ctx: RunContext) -> Artifact:
+    def _check_and_store(self, raw: Path, ctx: RunContext) -> tuple[dict, Artifact]:
+        """Integrity-check the copy while it is compressed (or hashed), in two threads.
+
+        Both read the same fresh copy (mostly from the page cache), and both
+        release the GIL, so on two cores the run takes max(check, store)
+        instead of their sum. The main thread only waits, so SIGTERM is
+        handled at once: it interrupts the check and cancels the store.
+        """
+        cancel = threading.Event()
+        conns: list[sqlite3.Connection] = []
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="sqlite-check") as pool:
+            checking = pool.submit(check_database, raw, ctx.backup.verify,
+                                   self.cfg.required_tables, conns.append)
+            storing = pool.submit(self._store, raw, ctx, cancel)
+            try:
+                pending = {checking, storing}
+                while pending:
+                    done, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
+                    for future in done:
+                        future.result()  # re-raise a worker's failure here
+            except BaseException:
+                cancel.set()
+                for conn in conns:
+                    with contextlib.suppress(sqlite3.Error):  # already closed: check finished
+                        conn.interrupt()
+                raise
+        check, artifact = checking.result(), storing.result()
+        if ctx.backup.compression == "none":
+            os.rename(raw, ctx.staging / artifact.path)
+        else:
+            raw.unlink()
+        return check, artifact
+
+    def _store(self, raw: Path, ctx: RunContext, cancel: threading.Event) -> Artifact:
+        """Hash (none) or compress (zstd) the copy; `raw` stays in place for the check."""
         name = self.cfg.database.name
         if ctx.backup.compression == "none":
-            final = raw.with_name(name)
-            os.rename(raw, final)
-            size, digest = hash_file(final)
+            size, digest = hash_file(raw, cancel)
             return Artifact(path=f"sqlite/{name}", source=self.name, content="sqlite",
                             compression="none", bytes=size, sha256=digest, raw_bytes=size)
-        artifact = store_file(raw, ctx.staging, f"sqlite/{name}", source=self.name,
-                              content="sqlite", compression=ctx.backup.compression,
-                              level=ctx.backup.compression_level)
-        raw.unlink()
-        return artifact
+        return store_file(raw, ctx.staging, f"sqlite/{name}", source=self.name,
+                          content="sqlite", compression=ctx.backup.compression,
+                          level=ctx.backup.compression_level, cancel=cancel)
 
     def _copy_rollback(self, raw: Path, ctx: RunContext) -> tuple[str, dict]:
         """Copy under a lock no longer than max_lock, else via the maintenance window."""
@@ -261,15 +300,20 @@ class SqliteSource:
             page_size = src.execute("PRAGMA page_size").fetchone()[0]
             total_pages = src.execute("PRAGMA page_count").fetchone()[0]
             total_bytes = page_size * total_pages
-            step = max(1, STEP_BYTES // page_size)
+            # Under a deadline, smaller steps: the lock is checked between steps.
+            step = max(1, (LOCKED_STEP_BYTES if deadline is not None else STEP_BYTES) // page_size)
             dst = sqlite3.connect(raw, isolation_level=None)
-            done = {"pages": 0}
+            done = {"pages": 0, "at": locked_at, "slowest": 0.0}
 
             def on_step(status: int, remaining: int, total: int) -> None:
                 copied = total - remaining
                 ctx.limiter.consume((copied - done["pages"]) * page_size)
-                done["pages"] = copied
-                if deadline is not None and time.monotonic() - locked_at > deadline:
+                now = time.monotonic()
+                done["slowest"] = max(done["slowest"], now - done["at"])
+                done["pages"], done["at"] = copied, now
+                # Give up before the next step could overrun max_lock, not after.
+                if (deadline is not None and remaining
+                        and now - locked_at + 2 * done["slowest"] > deadline):
                     raise _Deadline()
                 if total:
                     ctx.progress(f"sqlite: {100 * copied // total}% of "
