@@ -287,7 +287,7 @@ class MysqlSource:
             with ArtifactWriter(ctx.staging, f"{self.name}/{self.cfg.database}.sql", source=self.name,
                                 content="sql", compression=compression,
                                 level=ctx.backup.compression_level,
-                                threads=2 if compression == "zstd" else 0) as writer:
+                                threads=1 if compression == "zstd" else 0) as writer:
                 while chunk := child.stdout.read(CHUNK):  # whole MiBs: few wake-ups
                     ctx.limiter.consume(len(chunk))
                     writer.write(chunk)
