@@ -161,24 +161,25 @@ def daemon_reload() -> None:
     _call("daemon-reload", reload)
 
 
-def start_unit(name: str) -> None:
-    """Start a unit (job mode "replace"), like `systemctl start --no-block`."""
+def _unit_job(verb: str, name: str) -> None:
+    """Queue a start/stop job for a unit (job mode "replace"), without waiting for it."""
     systemd1 = _pystemd()
 
-    def start():
+    def job():
         with systemd1.Manager() as manager:
-            manager.Manager.StartUnit(name.encode(), b"replace")
-    _call(f"start {name}", start)
+            method = manager.Manager.StartUnit if verb == "start" else manager.Manager.StopUnit
+            method(name.encode(), b"replace")
+    _call(f"{verb} {name}", job)
+
+
+def start_unit(name: str) -> None:
+    """Start a unit, like `systemctl start --no-block`."""
+    _unit_job("start", name)
 
 
 def stop_unit(name: str) -> None:
-    """Stop a unit (job mode "replace"), like `systemctl stop --no-block`."""
-    systemd1 = _pystemd()
-
-    def stop():
-        with systemd1.Manager() as manager:
-            manager.Manager.StopUnit(name.encode(), b"replace")
-    _call(f"stop {name}", stop)
+    """Stop a unit, like `systemctl stop --no-block`."""
+    _unit_job("stop", name)
 
 
 def unit_file_exists(name: str) -> bool:
