@@ -44,6 +44,7 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 SIDE_SUFFIXES = ("-wal", "-shm", "-journal")
 STEP_BYTES = 4 << 20  # pages per backup step ≈ 4 MiB: fine-grained rate limit and progress
 LOCKED_STEP_BYTES = 1 << 20  # smaller steps while a rollback-journal lock is held
+WRITER_RETRY_SLACK = 0.1  # a waiting writer retries every <= 100 ms: leave it that much room
 # Faster than any disk here reads: if even this rate cannot copy the database
 # within max_lock, do not take the lock at all.
 OPTIMISTIC_READ_RATE = 1_000_000_000
@@ -311,9 +312,12 @@ class SqliteSource:
                 now = time.monotonic()
                 done["slowest"] = max(done["slowest"], now - done["at"])
                 done["pages"], done["at"] = copied, now
-                # Give up before the next step could overrun max_lock, not after.
+                # Give up before the next step could overrun max_lock, not after, keeping
+                # room for the writer's own busy-handler sleep (SQLite's: up to 100 ms)
+                # that follows our release.
                 if (deadline is not None and remaining
-                        and now - locked_at + 2 * done["slowest"] > deadline):
+                        and now - locked_at + 2 * done["slowest"] + min(WRITER_RETRY_SLACK,
+                                                                        deadline / 4) > deadline):
                     raise _Deadline()
                 if total:
                     ctx.progress(f"sqlite: {100 * copied // total}% of "
