@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 CHUNK = 1 << 20
+ZSTD_JOB_SIZE = 2 << 20
 FILE_MODE = 0o600
 DIR_MODE = 0o700
 
@@ -97,8 +98,12 @@ class ArtifactWriter:
         if self.compression == "zstd":
             import zstandard
 
-            cctx = zstandard.ZstdCompressor(level=self.level, threads=self.threads,
-                                            write_checksum=True)
+            # 2 MiB jobs for the worker thread: zstd's default (several windows per job)
+            # took peak RSS from ~25 MB to ~55 MB here, for no gain in speed or ratio.
+            params = zstandard.ZstdCompressionParameters.from_level(
+                self.level, threads=self.threads, write_checksum=True,
+                **({"job_size": ZSTD_JOB_SIZE} if self.threads > 0 else {}))
+            cctx = zstandard.ZstdCompressor(compression_params=params)
             self._stream = cctx.stream_writer(self._hasher, closefd=False)
         else:
             self._stream = self._hasher

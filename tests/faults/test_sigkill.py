@@ -63,7 +63,9 @@ def test_sigkill_during_sqlite_copy_under_live_writer_publishes_nothing(tmp_path
 
 
 def test_sigkill_during_sqlite_integrity_check_publishes_nothing(tmp_path):
-    host = make_host(tmp_path, rows=3000, pad=4000)
+    # Many small rows: integrity_check (which runs while the copy is compressed, in
+    # parallel) lasts long enough to be caught.
+    host = make_host(tmp_path, rows=150_000, pad=0)
     host.cli("run", check=True)
     before, db_before = fingerprints(host), db_state(host.db)
     proc = host.start()
@@ -74,9 +76,9 @@ def test_sigkill_during_sqlite_integrity_check_publishes_nothing(tmp_path):
             return False
         copy = str(staging / "sqlite/.tracker.db.copy")
         files = open_files(proc.pid)
-        # The check opens the finished copy read-only; the live database is closed by then.
+        # The check (and the compressor) read the finished copy; the live database is closed.
         return files.get(copy) == os.O_RDONLY and str(host.db) not in files \
-            and not (staging / "sqlite/tracker.db.zst").exists()
+            and (staging / "sqlite/tracker.db.zst").exists()
 
     wait_for(checking, what="the integrity check of the copy", proc=proc, interval=0)
     assert_killed_unpublished(host, proc, before)

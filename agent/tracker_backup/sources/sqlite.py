@@ -295,6 +295,12 @@ class SqliteSource:
         dst = None
         lock_seconds = 0.0
         try:
+            # The staging copy needs no journal and no fsync per commit (a crash discards
+            # staging anyway): the backup's final commit then costs no fsync while the
+            # source is still read-locked. The copy is fsynced once, after the release.
+            dst = sqlite3.connect(raw, isolation_level=None)
+            dst.execute("PRAGMA journal_mode=OFF")
+            dst.execute("PRAGMA synchronous=OFF")
             _begin_read(src, self.cfg.busy_timeout)
             locked_at = time.monotonic()
             _match_side_files(db)
@@ -303,7 +309,6 @@ class SqliteSource:
             total_bytes = page_size * total_pages
             # Under a deadline, smaller steps: the lock is checked between steps.
             step = max(1, (LOCKED_STEP_BYTES if deadline is not None else STEP_BYTES) // page_size)
-            dst = sqlite3.connect(raw, isolation_level=None)
             done = {"pages": 0, "at": locked_at, "slowest": 0.0}
 
             def on_step(status: int, remaining: int, total: int) -> None:
@@ -324,21 +329,30 @@ class SqliteSource:
                                  f"{_human(total * page_size)}")
 
             src.backup(dst, pages=step, progress=on_step, sleep=0.01)
+            src.execute("ROLLBACK")  # release the source first: the tracker may be waiting
+            lock_seconds = time.monotonic() - locked_at
             dst.close()
             dst = None
-            src.execute("ROLLBACK")
-            lock_seconds = time.monotonic() - locked_at
+            _fsync_file(raw)
         except sqlite3.Error as exc:
             raise SourceError(f"sqlite: copying {db} to {raw.parent} failed: {exc}") from None
         finally:
+            src.close()  # before dst: closing an aborted copy must not extend the lock
             if dst is not None:
                 dst.close()
-            src.close()
             fixed = _match_side_files(db)
             if fixed:
                 log.warning("sqlite: gave %s the database file's owner/mode", ", ".join(fixed))
         return {"page_size": page_size, "page_count": total_pages, "copied_bytes": total_bytes,
                 "read_transaction_seconds": round(lock_seconds, 3)}
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _begin_read(conn: sqlite3.Connection, timeout: float) -> None:
