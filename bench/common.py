@@ -340,6 +340,20 @@ def save(name: str, data: dict, out_dir: str | None) -> Path:
     return path
 
 
+def finish(benchmark: str, args, machine: dict, columns: list[str], rows: list[dict],
+           summary: str, *, extra: dict | None = None, blank_line: bool = False) -> int:
+    """Save bench/results/NAME.json, print the table, the summary line and the file's path."""
+    data = {"benchmark": benchmark, "args": vars(args), "machine": machine, **(extra or {}),
+            "columns": columns, "rows": rows, "summary": summary}
+    path = save(args.name, data, args.out)
+    if blank_line:
+        print()
+    print(table(rows, columns))
+    print(f"summary: {summary}")
+    print(f"results: {path}")
+    return 0
+
+
 def parse_list(text: str, conv=str) -> list:
     """'a,b,c' → [conv(a), conv(b), conv(c)]."""
     return [conv(x) for x in text.split(",") if x.strip()]

@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import MB, fresh_copy, machine_info, parse_list, save, table, workdir  # noqa: E402
+from common import MB, finish, fresh_copy, machine_info, parse_list, workdir  # noqa: E402
 from dbgen import parse_size, size_label  # noqa: E402
 
 COLUMNS = ["method", "level", "threads", "seconds", "mb_per_s", "ratio", "out_mb", "x_zstd_cli_speed",
@@ -141,13 +141,7 @@ def main() -> int:
                     f"{agent['x_zstd_cli_speed']:.2f}x zstd CLI speed, ratio {agent['ratio']:.2f}")
         if gz:
             summary += f", {agent['mb_per_s'] / gz['mb_per_s']:.1f}x gzip speed"
-    path = save(args.name, {"benchmark": "compression", "args": vars(args), "machine": machine,
-                            "raw_bytes": raw, "columns": COLUMNS, "rows": rows, "summary": summary},
-                args.out)
-    print(table(rows, COLUMNS))
-    print(f"summary: {summary}")
-    print(f"results: {path}")
-    return 0
+    return finish("compression", args, machine, COLUMNS, rows, summary, extra={"raw_bytes": raw})
 
 
 if __name__ == "__main__":

@@ -22,12 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
     MB,
     drop_cache,
+    finish,
     fresh_copy,
     machine_info,
     parse_list,
     run_agent,
-    save,
-    table,
     workdir,
     write_agent_config,
 )
@@ -78,12 +77,7 @@ def main() -> int:
     worst_all = max(max(r["maxrss_mb"], r["tree_pss_mb"]) for r in rows)
     summary = "; ".join(parts) + (f"; target < {TARGET_MB} MB "
                                   + ("met" if worst_all < TARGET_MB else "MISSED"))
-    path = save(args.name, {"benchmark": "memory", "args": vars(args), "machine": machine,
-                            "columns": COLUMNS, "rows": rows, "summary": summary}, args.out)
-    print(table(rows, COLUMNS))
-    print(f"summary: {summary}")
-    print(f"results: {path}")
-    return 0
+    return finish("memory", args, machine, COLUMNS, rows, summary)
 
 
 if __name__ == "__main__":

@@ -30,11 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
     MB,
     ROOT,
+    finish,
     latest_snapshot,
     machine_info,
     run_agent,
-    save,
-    table,
     tree_bytes,
     workdir,
 )
@@ -170,14 +169,10 @@ def main() -> int:
     bits.append(f"writer errors {sum(r['w_errors'] for r in rows)}, worst p99 "
                 f"{max(r.get('p99_x_idle') or 0 for r in rows[1:]):.2f}x idle")
     summary = "; ".join(bits)
-    path = save(args.name, {"benchmark": "mysql", "args": vars(args), "machine": machine,
-                            "data_mb": data_mb, "fill_seconds": round(fill_s, 1),
-                            "writer_final": {k: final.get(k) for k in ("ops", "errors", "last_error")},
-                            "columns": COLUMNS, "rows": rows, "summary": summary}, args.out)
-    print(table(rows, COLUMNS))
-    print(f"summary: {summary}")
-    print(f"results: {path}")
-    return 0
+    writer_final = {k: final.get(k) for k in ("ops", "errors", "last_error")}
+    return finish("mysql", args, machine, COLUMNS, rows, summary,
+                  extra={"data_mb": data_mb, "fill_seconds": round(fill_s, 1),
+                         "writer_final": writer_final})
 
 
 if __name__ == "__main__":

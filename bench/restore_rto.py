@@ -28,13 +28,12 @@ from common import (  # noqa: E402
     PYTHON,
     agent_env,
     drop_cache,
+    finish,
     fresh_copy,
     latest_snapshot,
     machine_info,
     parse_list,
     run_agent,
-    save,
-    table,
     workdir,
     write_agent_config,
 )
@@ -106,12 +105,7 @@ def main() -> int:
         shutil.rmtree(wd, ignore_errors=True)
     summary = "; ".join(f"{r['size']} {r['step'].split(' (')[0]}: {r['seconds']}s "
                         f"({r['x_anchor']}x)" for r in rows)
-    path = save(args.name, {"benchmark": "restore_rto", "args": vars(args), "machine": machine,
-                            "columns": COLUMNS, "rows": rows, "summary": summary}, args.out)
-    print(table(rows, COLUMNS))
-    print(f"summary: {summary}")
-    print(f"results: {path}")
-    return 0
+    return finish("restore_rto", args, machine, COLUMNS, rows, summary)
 
 
 if __name__ == "__main__":

@@ -30,12 +30,12 @@ from common import (  # noqa: E402
     Writer,
     check_copy,
     drop_cache,
+    finish,
     fresh_copy,
     latest_snapshot,
     machine_info,
     parse_list,
     run_agent,
-    save,
     table,
     workdir,
     write_agent_config,
@@ -119,13 +119,7 @@ def main() -> int:
                f"writer errors {errors}; "
                + ", ".join(f"{r['size']}@{r['rate']}/s/{r['max_lock_s']:g}s: {r['outcome']}"
                            for r in rows))
-    path = save(args.name, {"benchmark": "rollback_stall", "args": vars(args), "machine": machine,
-                            "columns": COLUMNS, "rows": rows, "summary": summary}, args.out)
-    print()
-    print(table(rows, COLUMNS))
-    print(f"summary: {summary}")
-    print(f"results: {path}")
-    return 0
+    return finish("rollback_stall", args, machine, COLUMNS, rows, summary, blank_line=True)
 
 
 if __name__ == "__main__":

@@ -35,12 +35,12 @@ from common import (  # noqa: E402
     check_copy,
     decompress,
     drop_cache,
+    finish,
     fresh_copy,
     latest_snapshot,
     machine_info,
     parse_list,
     run_agent,
-    save,
     table,
     tree_bytes,
     workdir,
@@ -291,13 +291,7 @@ def main() -> int:
     finally:
         shutil.rmtree(wd, ignore_errors=True)
     summary = summarize(rows)
-    path = save(args.name, {"benchmark": "sqlite_live", "args": vars(args), "machine": machine,
-                            "columns": COLUMNS, "rows": rows, "summary": summary}, args.out)
-    print()
-    print(table(rows, COLUMNS))
-    print(f"summary: {summary}")
-    print(f"results: {path}")
-    return 0
+    return finish("sqlite_live", args, machine, COLUMNS, rows, summary, blank_line=True)
 
 
 if __name__ == "__main__":

@@ -23,11 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
     drop_cache,
+    finish,
     fresh_copy,
     machine_info,
     parse_list,
-    save,
-    table,
     workdir,
 )
 from dbgen import parse_size, size_label  # noqa: E402
@@ -95,12 +94,7 @@ def main() -> int:
                      f"{qc['s_per_gb']:.1f} s/GB cold ({ic['seconds'] / qc['seconds']:.1f}x; "
                      f"{ic['x_read']:.0f}x / {qc['x_read']:.0f}x a plain read)")
     summary = "; ".join(parts)
-    path = save(args.name, {"benchmark": "verify_cost", "args": vars(args), "machine": machine,
-                            "columns": COLUMNS, "rows": rows, "summary": summary}, args.out)
-    print(table(rows, COLUMNS))
-    print(f"summary: {summary}")
-    print(f"results: {path}")
-    return 0
+    return finish("verify_cost", args, machine, COLUMNS, rows, summary)
 
 
 if __name__ == "__main__":
