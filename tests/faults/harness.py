@@ -226,6 +226,18 @@ def db_state(db: Path) -> dict:
     return {"integrity": [r[0] for r in check], "consistent": total == metric, "rows": rows}
 
 
+
+def start_slow_second_run(tmp: Path) -> tuple[Host, dict, dict, subprocess.Popen]:
+    """One good snapshot, then a second run slowed to 3 MB/s over a 6 MB storage file.
+
+    Returns (host, fingerprints of the store, state of the live DB, the running agent).
+    """
+    host = make_host(tmp, big_file=6_000_000)
+    host.cli("run", check=True)
+    before, db_before = fingerprints(host), db_state(host.db)
+    host.write_config(backup=f"path = {host.backups}\nrate_limit = 3")
+    return host, before, db_before, host.start()
+
 def assert_live_db_intact(host: Host, before: dict | None = None) -> None:
     """The live database passes integrity_check, its invariant holds, no row vanished."""
     state = db_state(host.db)

@@ -13,17 +13,14 @@ from faults.harness import (
     db_state,
     fingerprints,
     make_host,
+    start_slow_second_run,
     trap_command,
     wait_for,
 )
 
 
 def test_status_write_failing_after_publish_reports_the_published_snapshot(tmp_path):
-    host = make_host(tmp_path, big_file=6_000_000)
-    host.cli("run", check=True)
-    before, db_before = fingerprints(host), db_state(host.db)
-    host.write_config(backup=f"path = {host.backups}\nrate_limit = 3")
-    proc = host.start()
+    host, before, db_before, proc = start_slow_second_run(tmp_path)
     staging = wait_for(host.staging, what="the staging directory", proc=proc)
     trap = SyscallTrap(proc.pid, host.backups / f".state/.status.json.tmp-{proc.pid}", "write",
                        action="error=ENOSPC")
@@ -90,11 +87,7 @@ def test_sigterm_during_retention_reports_the_published_snapshot_and_cleans_up(t
 
 
 def test_sigterm_right_after_the_publish_rename_reports_the_snapshot_as_published(tmp_path):
-    host = make_host(tmp_path, big_file=6_000_000)
-    host.cli("run", check=True)
-    before, db_before = fingerprints(host), db_state(host.db)
-    host.write_config(backup=f"path = {host.backups}\nrate_limit = 3")
-    proc = host.start()
+    host, before, db_before, proc = start_slow_second_run(tmp_path)
     staging = wait_for(host.staging, what="the staging directory", proc=proc)
     # The first open of the backup path after the sources is publish()'s directory fsync,
     # just after the rename: hold it there and send SIGTERM.

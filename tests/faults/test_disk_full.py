@@ -22,6 +22,7 @@ from faults.harness import (
     leave_free,
     make_host,
     remount,
+    start_slow_second_run,
     used_bytes,
     wait_for,
 )
@@ -82,11 +83,7 @@ INJECTED = {
 
 @pytest.mark.parametrize("point", list(INJECTED))
 def test_failed_write_or_fsync_at_publish_publishes_nothing(tmp_path, point):
-    host = make_host(tmp_path, big_file=6 * MB)
-    host.cli("run", check=True)
-    before, db_before = fingerprints(host), db_state(host.db)
-    host.write_config(backup=f"path = {host.backups}\nrate_limit = 3")
-    proc = host.start()
+    host, before, db_before, proc = start_slow_second_run(tmp_path)
     staging = wait_for(host.staging, what="the staging directory", proc=proc)
     target, syscall, error = INJECTED[point]
     trap = SyscallTrap(proc.pid, target(staging, proc.pid), syscall, action=f"error={error}")

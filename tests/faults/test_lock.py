@@ -8,16 +8,13 @@ from faults.harness import (
     fingerprints,
     kill,
     make_host,
+    start_slow_second_run,
     wait_for,
 )
 
 
 def test_second_run_prune_and_verify_while_a_run_is_active_exit_3_and_touch_nothing(tmp_path):
-    host = make_host(tmp_path, big_file=6_000_000)
-    host.cli("run", check=True)
-    before, db_before = fingerprints(host), db_state(host.db)
-    host.write_config(backup=f"path = {host.backups}\nrate_limit = 3")
-    first = host.start()
+    host, before, db_before, first = start_slow_second_run(tmp_path)
     staging = wait_for(host.staging, what="the first run's staging directory", proc=first)
     for command in ("run", "prune", "verify"):
         other = host.cli(command)
@@ -34,11 +31,7 @@ def test_second_run_prune_and_verify_while_a_run_is_active_exit_3_and_touch_noth
 
 
 def test_lock_of_a_killed_run_is_not_stale_and_its_debris_is_removed(tmp_path):
-    host = make_host(tmp_path, big_file=6_000_000)
-    host.cli("run", check=True)
-    before, db_before = fingerprints(host), db_state(host.db)
-    host.write_config(backup=f"path = {host.backups}\nrate_limit = 3")
-    first = host.start()
+    host, before, db_before, first = start_slow_second_run(tmp_path)
     wait_for(host.staging, what="the first run's staging directory", proc=first)
     code, _out, _err = kill(first)
     assert code == -9

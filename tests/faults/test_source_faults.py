@@ -19,6 +19,7 @@ from faults.harness import (
     fingerprints,
     make_host,
     open_files,
+    start_slow_second_run,
     wait_for,
 )
 from support.tracker_db import create_tracker_db
@@ -151,11 +152,7 @@ def test_database_deleted_during_copy_keeps_the_copy_then_next_run_says_it_is_mi
 
 @pytest.mark.parametrize("victim", ["not yet read", "being read"])
 def test_file_vanishing_during_archive_is_left_out_and_the_run_succeeds(tmp_path, victim):
-    host = make_host(tmp_path, big_file=6_000_000)
-    host.cli("run", check=True)
-    before, db_before = fingerprints(host), db_state(host.db)
-    host.write_config(backup=f"path = {host.backups}\nrate_limit = 3")
-    proc = host.start()
+    host, before, db_before, proc = start_slow_second_run(tmp_path)
     big = host.storage / "caddy/etc/big.bin"
     wait_for(lambda: str(big) in open_files(proc.pid), what="reading big.bin", proc=proc)
     gone = big if victim == "being read" else host.storage / "tracker/etc/tracker.toml"
