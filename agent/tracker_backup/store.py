@@ -26,8 +26,6 @@ import os
 import re
 import shutil
 import socket
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -391,10 +389,3 @@ def free_bytes(path: Path) -> int:
     st = os.statvfs(path)
     return st.f_bavail * st.f_frsize
 
-
-def describe_command() -> str:
-    return " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))
-
-
-def monotonic() -> float:
-    return time.monotonic()

@@ -6,26 +6,8 @@ import json
 from datetime import datetime
 
 from tracker_backup.config import Config
+from tracker_backup.humanize import human_age, human_bytes
 from tracker_backup.store import Snapshot, Store, free_bytes, parse_iso, utc_now
-
-
-def human_bytes(n: float) -> str:
-    """1234567 → '1.2 MB' (decimal units, like df -H)."""
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
-
-
-def human_age(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}m"
-    if seconds < 172800:
-        return f"{seconds / 3600:.1f}h"
-    return f"{seconds / 86400:.1f}d"
 
 
 def snapshot_row(snap: Snapshot) -> dict:

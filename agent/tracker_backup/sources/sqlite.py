@@ -35,6 +35,7 @@ from tracker_backup import procs
 from tracker_backup.artifacts import Artifact, hash_file, open_decompressed, store_file
 from tracker_backup.config import SqliteConfig
 from tracker_backup.errors import SourceError
+from tracker_backup.humanize import human_bytes
 from tracker_backup.sources.base import RunContext, SourceResult
 from tracker_backup.window import WindowJournal
 
@@ -326,7 +327,7 @@ class SqliteSource:
                     raise _Deadline()
                 if total:
                     ctx.progress(f"sqlite: {100 * copied // total}% of "
-                                 f"{_human(total * page_size)}")
+                                 f"{human_bytes(total * page_size)}")
 
             src.backup(dst, pages=step, progress=on_step, sleep=0.01)
             src.execute("ROLLBACK")  # release the source first: the tracker may be waiting
@@ -458,10 +459,3 @@ def _signals_deferred():
         for sig in received:
             signal.raise_signal(sig)
 
-
-def _human(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1000
-    return f"{n:.1f} TB"
