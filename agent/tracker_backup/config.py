@@ -174,7 +174,9 @@ class _Section:
         value = self.raw(key, default)
         if value == "" and default is _REQUIRED:
             raise self.error(key, "", "a non-empty value")
-        return value or (None if default is None else value)  # type: ignore[return-value]
+        if value == "" and default is None:
+            return None  # `key =` with nothing after it means "not set"
+        return value  # type: ignore[return-value]
 
     def path(self, key: str, default: object = _REQUIRED) -> Path | None:
         value = self.raw(key, default)

@@ -156,6 +156,11 @@ class Store:
             raise RunFailed(f"backup path {self.path} is not writable")
         (self.path / STATE_DIR).mkdir(mode=DIR_MODE, exist_ok=True)
 
+    @property
+    def window_journal_path(self) -> Path:
+        """Where runs note that they stopped the tracker (see window.py)."""
+        return self.path / STATE_DIR / "maintenance-window.json"
+
     # -- lock ------------------------------------------------------------
     @contextlib.contextmanager
     def lock(self, command: str) -> Iterator[None]:

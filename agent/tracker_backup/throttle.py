@@ -29,11 +29,8 @@ def lower_priority() -> None:
     """
     if under_systemd():
         return
-    try:
-        import psutil
-    except ImportError:  # pragma: no cover - python3-psutil is a hard dependency
-        os.nice(NICE_LEVEL - os.nice(0)) if os.nice(0) < NICE_LEVEL else None
-        return
+    import psutil  # python3-psutil: a hard dependency of the package
+
     proc = psutil.Process()
     try:
         if proc.nice() < NICE_LEVEL:

@@ -20,9 +20,6 @@ from tracker_backup.store import iso, utc_now, write_json_atomic
 
 log = logging.getLogger(__name__)
 
-JOURNAL_NAME = "maintenance-window.json"
-
-
 class WindowJournal:
     """The note file in the store's state directory (None: no journal kept)."""
 

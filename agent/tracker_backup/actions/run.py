@@ -5,15 +5,14 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from pathlib import Path
 
 from tracker_backup import __version__, logs
 from tracker_backup.config import Config
 from tracker_backup.errors import LockHeld, RunFailed, TrackerBackupError, VerifyFailed
 from tracker_backup.sources import RunContext, configured_sources
-from tracker_backup.store import FORMAT_VERSION, MANIFEST, STATE_DIR, Store, iso, utc_now
+from tracker_backup.store import FORMAT_VERSION, MANIFEST, Store, iso, utc_now
 from tracker_backup.throttle import RateLimiter, lower_priority
-from tracker_backup.window import JOURNAL_NAME, WindowJournal
+from tracker_backup.window import WindowJournal
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +31,7 @@ def run(config: Config, *, prune: bool = True) -> str:
         with store.lock("run"):
             for name in store.remove_debris():
                 log.info("removed %s left by an interrupted run", name)
-            WindowJournal(window_journal_path(store)).recover()
+            WindowJournal(store.window_journal_path).recover()
             staging = store.new_staging(started)
             snap_id = staging.id
             try:
@@ -86,11 +85,6 @@ def run(config: Config, *, prune: bool = True) -> str:
         raise exc from None
 
 
-def window_journal_path(store: Store) -> Path:
-    """Where runs of this store note a stopped tracker (see window.py)."""
-    return store.path / STATE_DIR / JOURNAL_NAME
-
-
 def window_recover(config: Config, out) -> int:
     """`tracker-backup window-recover`: restart a tracker left stopped by a killed run.
 
@@ -100,7 +94,7 @@ def window_recover(config: Config, out) -> int:
     store = Store(config.backup.path)
     if not store.path.is_dir():
         return 0
-    journal = WindowJournal(window_journal_path(store))
+    journal = WindowJournal(store.window_journal_path)
     if journal.pending() is None:
         print("no maintenance window left open", file=out)
         return 0
@@ -117,7 +111,7 @@ def window_recover(config: Config, out) -> int:
 def _take(config: Config, store: Store, staging) -> dict:
     ctx = RunContext(staging=staging.path, backup=config.backup,
                      limiter=RateLimiter(config.backup.rate_limit_bytes),
-                     progress=logs.progress, window_journal=window_journal_path(store))
+                     progress=logs.progress, window_journal=store.window_journal_path)
     results = []
     for source in configured_sources(config):
         ctx.progress(f"{source.name}: starting")
