@@ -1,0 +1,260 @@
+"""Building the next snapshot: changed pages become new objects, the rest keep
+the previous snapshot's references.
+
+Two callers feed it: the live path (every page of a pinned snapshot is read
+and hashed, and only pages whose digest differs from the previous snapshot's
+are added) and the WAL archive (only the latest version of each page changed
+since the base is added), through `write_snapshot`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from tracker_backup.engines.sqlite.pages.index import PageIndex, PageIndexError
+from tracker_backup.engines.sqlite.pages.objects import (
+    DIGEST_BYTES,
+    ObjectStore,
+    encode_object,
+    new_compressor,
+    page_digest,
+    pages_per_object,
+)
+
+IN_FLIGHT = 2  # objects compressed/written beside the reader at most (bounded memory)
+
+
+@dataclass
+class WriteResult:
+    """A finished snapshot's index and what writing it cost."""
+
+    index: PageIndex
+    changed_pages: int
+    new_objects: int
+    new_bytes: int  # stored bytes of objects this snapshot wrote
+    reused_objects: int  # full groups that were already stored (same content)
+
+
+def load_digests(store: ObjectStore, index: PageIndex) -> bytearray:
+    """The 16-byte digest of every page of a snapshot, from its objects' headers."""
+    digests = bytearray(index.page_count * DIGEST_BYTES)
+    firsts, order, starts = index.runs_by_object()
+    r = index.runs
+    for k, name in enumerate(index.objects):
+        if starts[k] == starts[k + 1]:
+            continue
+        header = store.read_header(name.hex())
+        if header.page_size != index.page_size:
+            raise PageIndexError(f"object {name.hex()} holds {header.page_size}-byte pages, the "
+                                 f"index {index.page_size}-byte pages")
+        for j in range(starts[k], starts[k + 1]):
+            run = order[j]
+            length, slot = r[3 * run], r[3 * run + 2]
+            if slot + length > header.count:
+                raise PageIndexError(f"index names slots {slot}..{slot + length - 1} of object "
+                                     f"{name.hex()}, which holds {header.count}")
+            at = (firsts[run] - 1) * DIGEST_BYTES
+            digests[at:at + length * DIGEST_BYTES] = \
+                header.digests[slot * DIGEST_BYTES:(slot + length) * DIGEST_BYTES]
+    return digests
+
+
+class SnapshotWriter:
+    """Add the changed pages in ascending order, then `finish()`.
+
+    Unchanged pages (not added) keep the previous index's object and slot.
+    Changed pages are grouped in page order, at most 1 MiB per object; each
+    group is compressed and written in a worker thread (zstd releases the GIL)
+    while the caller reads on.
+    """
+
+    def __init__(self, store: ObjectStore, *, page_size: int, page_count: int,
+                 previous: PageIndex | None = None, previous_digests: bytes | None = None,
+                 level: int = 3, on_written: Callable[[int], None] | None = None):
+        if previous is not None and previous.page_size != page_size:
+            previous, previous_digests = None, None  # page size changed: nothing to share
+        if previous is not None and previous_digests is None:
+            previous_digests = load_digests(store, previous)
+        self.store = store
+        self.page_size = page_size
+        self.page_count = page_count
+        self.previous = previous
+        self.level = level
+        self.on_written = on_written
+        self.digests = bytearray(page_count * DIGEST_BYTES)
+        if previous_digests is not None:
+            keep = min(len(previous_digests), len(self.digests))
+            self.digests[:keep] = previous_digests[:keep]
+        self._prev_pages = previous.page_count if previous is not None else 0
+        self._prev_runs = previous.iter_runs() if previous is not None else iter(())
+        self._prev_run: tuple[int, int, int, int] | None = None
+        self._prev_numbers: dict[int, int] = {}  # previous object number → ours
+        self.objects: list[bytes] = []
+        self.runs = PageIndex(page_size, page_count).runs
+        self._next = 1
+        self._group = bytearray()
+        self._group_digests = bytearray()
+        self._group_number = -1
+        self._per_object = pages_per_object(page_size)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pages-write")
+        self._pending: list[Future] = []
+        self._compressor = None
+        self.changed = 0
+        self.new_objects = 0
+        self.new_bytes = 0
+        self.reused = 0
+
+    # -- references ------------------------------------------------------
+    def _ref(self, number: int, slot: int, length: int) -> None:
+        r = self.runs
+        if r and r[-2] == number and r[-1] + r[-3] == slot:
+            r[-3] += length
+        else:
+            r.extend((length, number, slot))
+
+    def _keep_until(self, end: int) -> None:
+        """Reference the previous snapshot's slots for pages self._next..end-1."""
+        while self._next < end:
+            if self._next > self._prev_pages:
+                raise PageIndexError(f"page {self._next} is new (the previous snapshot has "
+                                     f"{self._prev_pages} pages) but was not given")
+            run = self._prev_run
+            while run is None or run[0] + run[1] <= self._next:
+                run = self._prev_run = next(self._prev_runs)
+            first, length, number, slot = run
+            n = min(end, first + length) - self._next
+            ours = self._prev_numbers.get(number)
+            if ours is None:
+                ours = self._prev_numbers[number] = len(self.objects)
+                self.objects.append(self.previous.objects[number])
+            self._ref(ours, slot + self._next - first, n)
+            self._next += n
+
+    # -- changed pages ---------------------------------------------------
+    def add(self, pgno: int, page: bytes | memoryview, digest: bytes | None = None) -> None:
+        """Store page `pgno` (changed, or every page of a first snapshot)."""
+        if pgno < self._next or pgno > self.page_count:
+            raise ValueError(f"page {pgno} out of order or past page {self.page_count}")
+        if len(page) != self.page_size:
+            raise ValueError(f"page {pgno} has {len(page)} bytes, expected {self.page_size}")
+        self._keep_until(pgno)
+        digest = digest or page_digest(page)
+        if self._group_number < 0:
+            self._group_number = len(self.objects)
+            self.objects.append(b"")  # named when the group is complete
+        self._ref(self._group_number, len(self._group) // self.page_size, 1)
+        self._group += page
+        self._group_digests += digest
+        at = (pgno - 1) * DIGEST_BYTES
+        self.digests[at:at + DIGEST_BYTES] = digest
+        self._next = pgno + 1
+        self.changed += 1
+        if len(self._group) >= self._per_object * self.page_size:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._group_number < 0:
+            return
+        pages, digests = bytes(self._group), bytes(self._group_digests)
+        name = hashlib.sha256(pages).digest()
+        self.objects[self._group_number] = name
+        self._group.clear()
+        self._group_digests.clear()
+        self._group_number = -1
+        while len(self._pending) >= IN_FLIGHT:
+            self._pending.pop(0).result()
+        self._pending.append(self._pool.submit(self._write, name.hex(), pages, digests))
+
+    def _write(self, name: str, pages: bytes, digests: bytes) -> None:
+        if self.store.has(name):
+            self.reused += 1
+            return
+        if self._compressor is None:
+            self._compressor = new_compressor(self.level)
+        data = encode_object(pages, self.page_size, digests, self._compressor)
+        if self.store.put(name, data):
+            self.new_objects += 1
+            self.new_bytes += len(data)
+            if self.on_written is not None:
+                self.on_written(len(data))
+
+    def finish(self) -> WriteResult:
+        """Reference the remaining unchanged pages, write the last group, sync the store."""
+        try:
+            self._keep_until(self.page_count + 1)
+            self._flush()
+            for fut in self._pending:
+                fut.result()
+        finally:
+            self.abort()
+        self.store.sync()
+        index = PageIndex(self.page_size, self.page_count, self.objects, self.runs,
+                          hashlib.sha256(self.digests).hexdigest())
+        index.check("new page index")
+        return WriteResult(index, self.changed, self.new_objects, self.new_bytes, self.reused)
+
+    def abort(self) -> None:
+        """Stop the worker (after a failure); objects already written stay for GC."""
+        for fut in self._pending:
+            fut.cancel()
+        self._pool.shutdown(wait=True)
+        self._pending.clear()
+
+
+def write_snapshot(store: ObjectStore, changed_pages: Iterable[tuple[int, bytes]],
+                   previous_index: PageIndex | None, page_count: int, *, page_size: int,
+                   level: int = 3) -> WriteResult:
+    """The next snapshot from only its changed pages (ascending page numbers).
+
+    The entry point for the WAL archive: `changed_pages` is the latest version
+    of every page changed since `previous_index`'s consistent point; pages not
+    given keep the previous snapshot's bytes. With no previous index, every
+    page must be given.
+    """
+    writer = SnapshotWriter(store, page_size=page_size, page_count=page_count,
+                            previous=previous_index, level=level)
+    try:
+        for pgno, page in changed_pages:
+            writer.add(pgno, page)
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.finish()
+
+
+def write_from_live(store: ObjectStore, live, previous_index: PageIndex | None, *,
+                    level: int = 3, chunk_pages: int = 256,
+                    on_read: Callable[[int, int], None] | None = None,
+                    previous_digests: bytes | None = None) -> WriteResult:
+    """The next snapshot from a pinned live page set (`live.LivePages`).
+
+    Every page is read and hashed; a page whose digest equals the previous
+    snapshot's digest for that page number is not stored again. `on_read(done,
+    total)` is called after each chunk (rate limit, progress, cancellation).
+    """
+    ps, total = live.page_size, live.page_count
+    writer = SnapshotWriter(store, page_size=ps, page_count=total, previous=previous_index,
+                            previous_digests=previous_digests, level=level)
+    prev = writer.digests  # the previous snapshot's digests until a page is added
+    prev_pages = writer._prev_pages
+    try:
+        for first in range(1, total + 1, chunk_pages):
+            count = min(chunk_pages, total + 1 - first)
+            data = memoryview(live.read(first, count))
+            for i in range(count):
+                pgno = first + i
+                page = data[i * ps:(i + 1) * ps]
+                digest = page_digest(page)
+                at = (pgno - 1) * DIGEST_BYTES
+                if pgno <= prev_pages and prev[at:at + DIGEST_BYTES] == digest:
+                    continue
+                writer.add(pgno, page, digest)
+            if on_read is not None:
+                on_read(first + count - 1, total)
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.finish()
