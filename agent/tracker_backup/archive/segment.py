@@ -43,6 +43,12 @@ def chain_start(generation: str) -> bytes:
     return hashlib.sha256(f"tracker-backup archive {generation}".encode()).digest()
 
 
+def trailer_digest(trailer: dict) -> str:
+    """sha256 of the trailer's other keys (compact, sorted JSON): the trailer checks itself."""
+    rest = {k: v for k, v in trailer.items() if k != "trailer_sha256"}
+    return hashlib.sha256(json.dumps(rest, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 def segment_name(first: int, last: int) -> str:
     return f"{first:012d}-{last:012d}.seg"
 
@@ -163,6 +169,7 @@ class SegmentWriter:
         try:
             self._zw.flush(zstandard.FLUSH_FRAME)
             trailer = self.trailer()
+            trailer["trailer_sha256"] = trailer_digest(trailer)
             body = json.dumps(trailer, sort_keys=True).encode()
             skip_payload = body + _U32.pack(len(body)) + END_MARK
             self._fh.write(struct.pack("<II", SKIPPABLE_MAGIC, len(skip_payload)) + skip_payload)
@@ -246,9 +253,8 @@ def read_trailer(path: Path) -> tuple[dict, int]:
         raise SegmentError(f"{path}: trailer is not valid JSON: {exc}") from None
     if not isinstance(trailer, dict) or trailer.get("kind") != "archive-segment":
         raise SegmentError(f"{path}: trailer does not describe a segment")
-    for key in ("first_seq", "last_seq", "chain_before", "chain_after", "payload_sha256", "generation"):
-        if key not in trailer:
-            raise SegmentError(f"{path}: trailer lacks {key!r}")
+    if trailer.get("trailer_sha256") != trailer_digest(trailer):
+        raise SegmentError(f"{path}: trailer checksum does not match (damaged trailer)")
     return trailer, start
 
 
