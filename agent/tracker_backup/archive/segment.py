@@ -150,6 +150,31 @@ class SegmentWriter:
         self.next_seq += 1
         return seq
 
+    def append_stream(self, t: float, meta: dict, length: int, chunks) -> int:
+        """Like append(), for large data given as an iterable of byte chunks totalling `length`."""
+        if self._fh is None:
+            self._open()
+        seq = self.next_seq
+        meta_bytes = encode_meta(seq, t, meta)
+        h = hashlib.sha256(self.chain)
+        for part in (_U32.pack(len(meta_bytes)), meta_bytes, _U32.pack(length)):
+            self._zw.write(part)
+            h.update(part)
+        written = 0
+        for chunk in chunks:
+            self._zw.write(chunk)
+            h.update(chunk)
+            written += len(chunk)
+        if written != length:
+            raise ValueError(f"entry {seq}: {written} bytes of data where {length} were announced")
+        self.chain = h.digest()
+        self.raw_bytes += 8 + len(meta_bytes) + length
+        if self.first_time is None:
+            self.first_time, self.first_meta = t, dict(meta)
+        self.last_time, self.last_meta = t, dict(meta)
+        self.next_seq += 1
+        return seq
+
     def trailer(self) -> dict:
         return {
             "format": FORMAT, "kind": "archive-segment", "source": self.source,

@@ -333,6 +333,16 @@ class Shipper:
         return self._writer.entries if self._writer else 0
 
     def append(self, t: float, meta: dict, data: bytes) -> int:
+        """Add one entry (the next seq) to the open segment; OSError when the write fails."""
+        self.append_begin(t)
+        return self._writer.append(t, meta, data)
+
+    def append_stream(self, t: float, meta: dict, length: int, chunks) -> int:
+        """append() for data too large to hold in memory (an iterable of chunks)."""
+        self.append_begin(t)
+        return self._writer.append_stream(t, meta, length, chunks)
+
+    def append_begin(self, t: float) -> None:
         if self._writer is None:
             info = self.generation.info
             self._writer = SegmentWriter(
@@ -341,7 +351,6 @@ class Shipper:
                 chain_before=self.chain, zstd_level=self.zstd_level)
         if self.oldest_pending_time is None:
             self.oldest_pending_time = t
-        return self._writer.append(t, meta, data)
 
     @property
     def next_seq(self) -> int:
