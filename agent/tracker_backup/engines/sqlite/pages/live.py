@@ -74,7 +74,7 @@ class LivePages:
         self._fd = -1
         self._shm_fd = -1
         self._wal_fd = -1
-        self._salts = b""
+        self._salts: tuple[int, int] | None = None
         self._frames: dict[int, int] = {}
         self._wal_pages: list[int] = []
 
@@ -126,7 +126,7 @@ class LivePages:
                 self._shm_fd = os.open(f"{self.db}-shm", os.O_RDONLY | os.O_CLOEXEC)
                 self._hdr = walindex.read_wal_index(self._shm_fd, f"{self.db}-shm")
                 self._wal_fd = os.open(f"{self.db}-wal", os.O_RDONLY | os.O_CLOEXEC)
-                self._salts = walindex.read_wal_salts(self._wal_fd)
+                self._salts = walindex.wal_salts(self._wal_fd)
             finally:
                 locker.execute("ROLLBACK")
                 self.write_lock_seconds = time.monotonic() - locked
@@ -145,6 +145,7 @@ class LivePages:
             except WalError as exc:
                 raise LiveReadError(f"sqlite: {self.db}: {exc}") from None
             self._wal_pages = sorted(self._frames)
+            self._salt_bytes = b"".join(s.to_bytes(4, "big") for s in hdr.salts)
         # else: everything is checkpointed and no checkpoint can run while we read:
         # the main file alone is this snapshot.
 
@@ -167,14 +168,14 @@ class LivePages:
         for pgno in self._wal_pages[lo:hi]:
             off = walindex.frame_offset(self._frames[pgno], ps)
             frame = os.pread(self._wal_fd, walindex.FRAME_HEADER + ps, off)
-            if len(frame) != walindex.FRAME_HEADER + ps or frame[8:16] != self._salts \
-                    or int.from_bytes(frame[:4], "big") != pgno:
+            if len(frame) != walindex.FRAME_HEADER + ps or frame[:4] != pgno.to_bytes(4, "big") \
+                    or frame[8:16] != self._salt_bytes:
                 raise LiveReadError(f"sqlite: {self.db}-wal frame {self._frames[pgno]} changed "
                                     "while it was read")
             start = (pgno - first) * ps
             buf[start:start + ps] = frame[walindex.FRAME_HEADER:]
             self.wal_frames_used += 1
-        if hi > lo and walindex.read_wal_salts(self._wal_fd) != self._salts:
+        if hi > lo and walindex.wal_salts(self._wal_fd) != self._salts:
             raise LiveReadError(f"sqlite: {self.db}-wal was restarted while it was read")
         return bytes(buf)
 
