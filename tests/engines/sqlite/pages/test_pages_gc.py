@@ -31,8 +31,6 @@ def generations(tmp_path):
     for i, snap in enumerate(IDS):
         if i:
             conn.execute("UPDATE torrents SET completed = completed + 1 WHERE rowid % 13 = ?", (i,))
-            conn.executemany("INSERT INTO torrents(info_hash, completed) VALUES (?, 0)",
-                             [(f"{900000 + i * 1000 + n:040x}",) for n in range(300)])
         _result, seen[snap] = take(db, backup, snap, IDS[i - 1] if i else None)
     conn.close()
     return backup, seen
