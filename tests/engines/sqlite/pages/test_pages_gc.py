@@ -142,3 +142,25 @@ def test_sigkill_in_the_middle_of_a_sweep_loses_nothing_kept_and_the_next_collec
     gc.collect(backup)
     assert all_objects(backup) == referenced(backup, kept)
     assert_kept_restore(backup, seen, kept, tmp_path)
+
+
+def test_nearly_unused_objects_are_repacked_so_retention_can_free_them(tmp_path):
+    db = create_tracker_db(tmp_path / "tracker.db", rows=1200, pad=3000)  # ~1 row per page
+    backup = tmp_path / "backup"
+    ids = ["20261201T000000Z", "20261201T000001Z", "20261201T000002Z"]
+    first, _ = take(db, backup, ids[0])
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("UPDATE padding SET data = randomblob(3000) WHERE id % 20 != 0")
+    conn.close()
+    second, _ = take(db, backup, ids[1], ids[0])
+    assert second.repacked_pages == 0  # the base objects were fully used until now
+    third, seen = take(db, backup, ids[2], ids[1])
+    assert third.repacked_pages > 0 and third.changed_pages == third.repacked_pages
+    base = referenced(backup, ids[:1])
+    released = base - referenced(backup, ids[2:])  # the newest no longer needs these
+    assert len(released) >= len(base) // 2
+    for snap in ids[:2]:
+        retire(backup, snap)
+    gc.collect(backup)
+    assert not released & all_objects(backup)
+    assert_kept_restore(backup, {ids[2]: seen}, ids[2:], tmp_path)

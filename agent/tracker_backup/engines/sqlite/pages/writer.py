@@ -25,6 +25,11 @@ from tracker_backup.engines.sqlite.pages.objects import (
 )
 
 IN_FLIGHT = 2  # objects compressed/written beside the reader at most (bounded memory)
+# An object of which the previous snapshot still uses fewer than this share of slots has its
+# live pages stored again (repacked): otherwise one long-unchanged page keeps a whole object,
+# and the store grows by every day's changes forever instead of being bounded by retention.
+# In steady state this re-stores at most REPACK_BELOW / (1 - REPACK_BELOW) of the changes.
+REPACK_BELOW = 0.1
 
 
 @dataclass
@@ -32,7 +37,8 @@ class WriteResult:
     """A finished snapshot's index and what writing it cost."""
 
     index: PageIndex
-    changed_pages: int
+    changed_pages: int  # pages stored by this snapshot (repacked ones included)
+    repacked_pages: int  # unchanged pages stored again to free a nearly unused object
     new_objects: int
     new_bytes: int  # stored bytes of objects this snapshot wrote
     reused_objects: int  # full groups that were already stored (same content)
@@ -40,7 +46,13 @@ class WriteResult:
 
 def load_digests(store: ObjectStore, index: PageIndex) -> bytearray:
     """The 16-byte digest of every page of a snapshot, from its objects' headers."""
+    return _load(store, index)[0]
+
+
+def _load(store: ObjectStore, index: PageIndex) -> tuple[bytearray, set[int]]:
+    """(page digests, numbers of the objects the index uses below REPACK_BELOW of)."""
     digests = bytearray(index.page_count * DIGEST_BYTES)
+    sparse: set[int] = set()
     firsts, order, starts = index.runs_by_object()
     r = index.runs
     for k, name in enumerate(index.objects):
@@ -50,6 +62,7 @@ def load_digests(store: ObjectStore, index: PageIndex) -> bytearray:
         if header.page_size != index.page_size:
             raise PageIndexError(f"object {name.hex()} holds {header.page_size}-byte pages, the "
                                  f"index {index.page_size}-byte pages")
+        live = 0
         for j in range(starts[k], starts[k + 1]):
             run = order[j]
             length, slot = r[3 * run], r[3 * run + 2]
@@ -59,7 +72,10 @@ def load_digests(store: ObjectStore, index: PageIndex) -> bytearray:
             at = (firsts[run] - 1) * DIGEST_BYTES
             digests[at:at + length * DIGEST_BYTES] = \
                 header.digests[slot * DIGEST_BYTES:(slot + length) * DIGEST_BYTES]
-    return digests
+            live += length
+        if live < REPACK_BELOW * header.count:
+            sparse.add(k)
+    return digests, sparse
 
 
 class SnapshotWriter:
@@ -76,8 +92,9 @@ class SnapshotWriter:
                  level: int = 3, on_written: Callable[[int], None] | None = None):
         if previous is not None and previous.page_size != page_size:
             previous, previous_digests = None, None  # page size changed: nothing to share
+        self._sparse: set[int] = set()  # previous object numbers to repack
         if previous is not None and previous_digests is None:
-            previous_digests = load_digests(store, previous)
+            previous_digests, self._sparse = _load(store, previous)
         self.store = store
         self.page_size = page_size
         self.page_count = page_count
@@ -91,6 +108,8 @@ class SnapshotWriter:
         self._prev_pages = previous.page_count if previous is not None else 0
         self._prev_runs = previous.iter_runs() if previous is not None else iter(())
         self._prev_run: tuple[int, int, int, int] | None = None
+        self._sparse_runs = previous.iter_runs() if previous is not None else iter(())
+        self._sparse_run: tuple[int, int, int, int] | None = None
         self._prev_numbers: dict[int, int] = {}  # previous object number → ours
         self.objects: list[bytes] = []
         self.runs = PageIndex(page_size, page_count).runs
@@ -103,6 +122,7 @@ class SnapshotWriter:
         self._pending: list[Future] = []
         self._compressor = None
         self.changed = 0
+        self.repacked = 0
         self.new_objects = 0
         self.new_bytes = 0
         self.reused = 0
@@ -133,9 +153,22 @@ class SnapshotWriter:
             self._ref(ours, slot + self._next - first, n)
             self._next += n
 
+    def repacks(self, pgno: int) -> bool:
+        """True if unchanged page `pgno` must be stored again: its object is nearly unused.
+
+        Page numbers must be asked in ascending order, before `add` passes them.
+        """
+        if not self._sparse or pgno > self._prev_pages:
+            return False
+        run = self._sparse_run  # a cursor of its own: _keep_until may still need earlier runs
+        while run is None or run[0] + run[1] <= pgno:
+            run = self._sparse_run = next(self._sparse_runs)
+        return run[2] in self._sparse
+
     # -- changed pages ---------------------------------------------------
-    def add(self, pgno: int, page: bytes | memoryview, digest: bytes | None = None) -> None:
-        """Store page `pgno` (changed, or every page of a first snapshot)."""
+    def add(self, pgno: int, page: bytes | memoryview, digest: bytes | None = None,
+            repack: bool = False) -> None:
+        """Store page `pgno` (changed, every page of a first snapshot, or repacked)."""
         if pgno < self._next or pgno > self.page_count:
             raise ValueError(f"page {pgno} out of order or past page {self.page_count}")
         if len(page) != self.page_size:
@@ -152,6 +185,8 @@ class SnapshotWriter:
         self.digests[at:at + DIGEST_BYTES] = digest
         self._next = pgno + 1
         self.changed += 1
+        if repack:
+            self.repacked += 1
         if len(self._group) >= self._per_object * self.page_size:
             self._flush()
 
@@ -194,7 +229,8 @@ class SnapshotWriter:
         index = PageIndex(self.page_size, self.page_count, self.objects, self.runs,
                           hashlib.sha256(self.digests).hexdigest())
         index.check("new page index")
-        return WriteResult(index, self.changed, self.new_objects, self.new_bytes, self.reused)
+        return WriteResult(index, self.changed, self.repacked, self.new_objects, self.new_bytes,
+                           self.reused)
 
     def abort(self) -> None:
         """Stop the worker (after a failure); objects already written stay for GC."""
@@ -250,6 +286,8 @@ def write_from_live(store: ObjectStore, live, previous_index: PageIndex | None, 
                 digest = page_digest(page)
                 at = (pgno - 1) * DIGEST_BYTES
                 if pgno <= prev_pages and prev[at:at + DIGEST_BYTES] == digest:
+                    if writer.repacks(pgno):
+                        writer.add(pgno, page, digest, repack=True)
                     continue
                 writer.add(pgno, page, digest)
             if on_read is not None:
