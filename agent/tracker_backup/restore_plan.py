@@ -2,49 +2,19 @@
 
 A plan is made while the store lock is held: the snapshot is read, every
 artifact of the chosen kinds is re-hashed against the manifest, and only then
-does a kind's module look at its target to say what it would replace.
+does each kind's engine look at its target to say what it would replace.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from tracker_backup import engines
 from tracker_backup.artifacts import Artifact
+from tracker_backup.engines.contract import Part
 from tracker_backup.errors import RunFailed, UsageError
 from tracker_backup.store import Snapshot
 from tracker_backup.verify import check_hashes
-
-KINDS = ("sqlite", "mysql", "files")
-
-
-@dataclass
-class Part:
-    """One source of a snapshot to restore: its manifest entry and artifacts."""
-
-    name: str
-    kind: str
-    source: dict
-    artifacts: list[Artifact]
-
-
-@dataclass
-class Action:
-    """What restoring one part will do, for the operator to read first."""
-
-    kind: str
-    target: str
-    replaces: list[str] = field(default_factory=list)  # existing things changed or moved aside
-    notes: list[str] = field(default_factory=list)
-
-    def lines(self) -> list[str]:
-        """Human-readable description, one line per fact."""
-        out = [f"{self.kind}: restore into {self.target}"]
-        out += [f"  will replace: {r}" for r in self.replaces]
-        out += [f"  {n}" for n in self.notes]
-        if not self.replaces:
-            out.append("  replaces nothing (target is new or identical)")
-        return out
 
 
 def parts_of(snap: Snapshot, kinds: tuple[str, ...]) -> list[Part]:
@@ -68,7 +38,8 @@ def parts_of(snap: Snapshot, kinds: tuple[str, ...]) -> list[Part]:
         raise UsageError(f"snapshot {snap.id} has no {missing[0]} backup (it holds: {have})")
     if not parts:
         raise UsageError(f"snapshot {snap.id} holds none of: {', '.join(kinds)}")
-    parts.sort(key=lambda p: KINDS.index(p.kind) if p.kind in KINDS else len(KINDS))
+    order = engines.kinds()
+    parts.sort(key=lambda p: order.index(p.kind) if p.kind in order else len(order))
     return parts
 
 

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from conftest import write_config
-from tracker_backup.actions.schedule_cli import rewrite_enabled
+from tracker_backup.commands.schedule import rewrite_enabled
 from tracker_backup.config import load_config
 
 BASE = """; operator notes at the top

@@ -12,28 +12,50 @@ also marks it failed, so `restore latest` and retention stop counting on it.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import logging
-import os
 import shutil
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from tracker_backup import logs
-from tracker_backup.config import Config
-from tracker_backup.errors import LockHeld, RunFailed, TrackerBackupError
-from tracker_backup.restore import plan as planning
+from tracker_backup import engines, logs
+from tracker_backup import restore_plan as planning
+from tracker_backup.config import Config, parse_duration
+from tracker_backup.engines.contract import DrillResult, Part, SnapshotDamaged
+from tracker_backup.errors import LockHeld, RunFailed, TrackerBackupError, UsageError
 from tracker_backup.store import Snapshot, Store, iso, utc_now
 
 log = logging.getLogger(__name__)
 LOCK_RETRY = 5.0  # seconds between attempts to take the store lock with --wait
 
 
-class _Damaged(RunFailed):
-    """The snapshot's own bytes are bad (not the environment)."""
+def register(subparsers) -> None:
+    """Add the `drill` subcommand."""
+    d = subparsers.add_parser(
+        "drill", help="restore a snapshot into scratch space, check it, record the RTO",
+        description="Restore drill: restores the newest snapshot (or ID) into a scratch "
+                    "directory in the backup path (and MySQL into a scratch database), checks "
+                    "integrity, tables and row counts against the manifest, reports the time "
+                    "taken and records the result for `list` and `status`.")
+    d.add_argument("id", nargs="?", default="latest", help="snapshot id or 'latest' (default)")
+    d.add_argument("--json", action="store_true")
+    d.add_argument("--wait", default="0", metavar="DURATION",
+                   help="if a backup run holds the lock, wait up to this long (e.g. 6h; "
+                        "default: fail at once with exit 3)")
+    d.set_defaults(handler=_handler)
+
+
+def _handler(args: argparse.Namespace, config: Config, out) -> int:
+    try:
+        wait = parse_duration(args.wait)
+    except ValueError:
+        raise UsageError(f"drill --wait {args.wait!r}: expected a duration such as 30s, 10m "
+                         "or 6h") from None
+    return drill(config, snap_id=args.id, as_json=args.json, out=out, wait=wait)
 
 
 @contextlib.contextmanager
@@ -65,20 +87,20 @@ def drill(config: Config, *, snap_id: str, as_json: bool, out, wait: float = 0.0
         damaged = False
         scratch = Path(tempfile.mkdtemp(prefix=".staging-drill-", dir=store.path))
         try:
-            parts = planning.parts_of(snap, tuple(planning.KINDS))
+            parts = planning.parts_of(snap, engines.kinds())
             try:
                 planning.verify_parts(snap, parts)
             except RunFailed as exc:
-                raise _Damaged(str(exc)) from None
+                raise SnapshotDamaged(str(exc)) from None
             for part in parts:
                 try:
-                    details[part.name] = _drill_part(config, snap, part, scratch)
-                except _Damaged as exc:
+                    details[part.name] = _drill_part(config, snap, part, scratch).to_json()
+                except SnapshotDamaged as exc:
                     damaged = True
                     problems.append(f"{part.name}: {exc}")
                 except TrackerBackupError as exc:
                     problems.append(f"{part.name}: {exc}")
-        except _Damaged as exc:
+        except SnapshotDamaged as exc:
             damaged = True
             problems.append(str(exc))
         except TrackerBackupError as exc:
@@ -115,50 +137,11 @@ def drill(config: Config, *, snap_id: str, as_json: bool, out, wait: float = 0.0
     return 0 if not problems else 1
 
 
-def _drill_part(config: Config, snap: Snapshot, part: planning.Part, scratch: Path) -> dict:
-    """Restore one part into scratch and check it; return facts for the record."""
-    src = planning.artifact_path(snap, part.artifacts[0])
+def _drill_part(config: Config, snap: Snapshot, part: Part, scratch: Path) -> DrillResult:
+    """Restore one part into scratch (its engine's drill) and time it."""
+    engine = engines.get(part.kind)
+    assert engine is not None  # parts_of only returns parts of known kinds
     t = time.monotonic()
-    if part.kind == "sqlite":
-        from tracker_backup.restore import sqlite as kind
-
-        target = scratch / "sqlite" / Path(part.artifacts[0].path).name.removesuffix(".zst")
-        target.parent.mkdir(mode=0o700)
-        try:
-            done = kind.restore(src, part, target, window=None, stamp="drill", keep_owner=False)
-        except RunFailed as exc:
-            raise _Damaged(str(exc)) from None
-        counts = done["row_counts"]
-        return {"seconds": round(time.monotonic() - t, 3), "bytes": done["bytes"],
-                "row_counts": counts,
-                "summary": f"integrity_check ok, row counts match the manifest "
-                           f"({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})"}
-    if part.kind == "files":
-        from tracker_backup.restore import files as kind
-
-        target = scratch / "files"
-        try:
-            done = kind.restore(src, part, target)
-        except RunFailed as exc:
-            raise _Damaged(str(exc)) from None
-        on_disk = _count_entries(target)
-        if on_disk != done["members"]:
-            raise _Damaged(f"{done['members']} archive members but {on_disk} entries restored")
-        return {"seconds": round(time.monotonic() - t, 3), "members": done["members"],
-                "bytes": done["bytes"],
-                "summary": f"{done['members']} members restored ({done['bytes']} bytes)"}
-    from tracker_backup.restore import mysql as kind
-
-    if config.mysql is None:
-        raise RunFailed("mysql: no [mysql] section configured: cannot load the dump into a "
-                        "scratch database")
-    done = kind.drill(src, part, config.mysql)
-    return {"seconds": round(time.monotonic() - t, 3), **done}
-
-
-def _count_entries(top: Path) -> int:
-    """Files, links and directories below `top` (not `top` itself)."""
-    n = 0
-    for _dirpath, dirnames, filenames in os.walk(top):
-        n += len(dirnames) + len(filenames)
-    return n
+    result = engine.drill(config, snap, part, scratch)
+    result.seconds = round(time.monotonic() - t, 3)
+    return result

@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 
 from tracker_backup import logs
 from tracker_backup.config import Config
+from tracker_backup.errors import EXIT_OK
 from tracker_backup.retention import Candidate, Decision, plan
 from tracker_backup.store import Store, utc_now
 
 log = logging.getLogger(__name__)
+
+
+def register(subparsers) -> None:
+    """Add the `prune` subcommand."""
+    pr = subparsers.add_parser("prune",
+                               help="apply retention, printing what is kept and deleted and why")
+    pr.add_argument("--dry-run", action="store_true", help="only print the plan")
+    pr.set_defaults(handler=_handler)
+
+
+def _handler(args: argparse.Namespace, config: Config, out) -> int:
+    prune(config, dry_run=args.dry_run, out=out)
+    return EXIT_OK
 
 
 def prune(config: Config, *, dry_run: bool, out=None) -> list[Decision]:

@@ -1,20 +1,41 @@
-"""`tracker-backup run`: every source → verify → publish → retention."""
+"""`tracker-backup run`: the backup pipeline, in one place.
+
+sources (each configured engine, in registry order, into one staging
+directory) → size check of every artifact → manifest → publish (the atomic
+rename) → status record → retention. A failed run publishes nothing and
+deletes nothing; an interrupted one leaves staging debris the next run removes.
+"""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import socket
 import time
 
-from tracker_backup import __version__, logs
+from tracker_backup import __version__, engines, logs
 from tracker_backup.config import Config
-from tracker_backup.errors import LockHeld, RunFailed, TrackerBackupError, VerifyFailed
-from tracker_backup.sources import RunContext, configured_sources
+from tracker_backup.engines.contract import RunContext
+from tracker_backup.errors import EXIT_OK, LockHeld, RunFailed, TrackerBackupError, VerifyFailed
 from tracker_backup.store import FORMAT_VERSION, MANIFEST, Store, iso, utc_now
 from tracker_backup.throttle import RateLimiter, lower_priority
 from tracker_backup.window import WindowJournal
 
 log = logging.getLogger(__name__)
+
+
+def register(subparsers) -> None:
+    """Add the `run` subcommand."""
+    r = subparsers.add_parser("run", help="take one backup: sources → verify → publish → retention")
+    r.add_argument("--no-prune", action="store_true",
+                   help="do not apply retention afterwards (the systemd unit prunes in "
+                        "ExecStartPost=)")
+    r.set_defaults(handler=_handler)
+
+
+def _handler(args: argparse.Namespace, config: Config, out) -> int:
+    print(run(config, prune=not args.no_prune), file=out)
+    return EXIT_OK
 
 
 def run(config: Config, *, prune: bool = True) -> str:
@@ -57,7 +78,7 @@ def run(config: Config, *, prune: bool = True) -> str:
                        snapshot=snap_id, bytes=total, duration_sec=f"{duration:.3f}",
                        sources=",".join(manifest["sources"]), **fields)
         if prune:
-            from tracker_backup.actions.prune import prune as do_prune
+            from tracker_backup.commands.prune import prune as do_prune
 
             do_prune(config, dry_run=False)
         return snap_id
@@ -85,40 +106,17 @@ def run(config: Config, *, prune: bool = True) -> str:
         raise exc from None
 
 
-def window_recover(config: Config, out) -> int:
-    """`tracker-backup window-recover`: restart a tracker left stopped by a killed run.
-
-    Run by the unit's ExecStopPost= after every run; a no-op unless a
-    maintenance window was left open.
-    """
-    store = Store(config.backup.path)
-    if not store.path.is_dir():
-        return 0
-    journal = WindowJournal(store.window_journal_path)
-    if journal.pending() is None:
-        print("no maintenance window left open", file=out)
-        return 0
-    try:
-        with store.lock("window-recover"):
-            journal.recover()
-    except LockHeld:
-        print("another run holds the lock; it restarts the tracker itself", file=out)
-        return 0
-    print("tracker started again (a killed run had left it stopped)", file=out)
-    return 0
-
-
 def _take(config: Config, store: Store, staging) -> dict:
     ctx = RunContext(staging=staging.path, backup=config.backup,
                      limiter=RateLimiter(config.backup.rate_limit_bytes),
                      progress=logs.progress, window_journal=store.window_journal_path)
     results = []
-    for source in configured_sources(config):
-        ctx.progress(f"{source.name}: starting")
+    for engine in engines.configured(config):
+        ctx.progress(f"{engine.kind}: starting")
         t = time.monotonic()
-        result = source.backup(ctx)
+        result = engine.backup(config, ctx)
         result.details["seconds"] = round(time.monotonic() - t, 3)
-        log.info("%s: %s of %s done in %.1fs", source.name, result.method, result.origin,
+        log.info("%s: %s of %s done in %.1fs", result.name, result.method, result.origin,
                  time.monotonic() - t)
         results.append(result)
     artifacts = [a for r in results for a in r.artifacts]

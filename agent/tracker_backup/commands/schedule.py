@@ -28,7 +28,7 @@ _ENABLED = re.compile(r"^(?P<key>\s*enabled\s*[=:]\s*)(?P<value>[^;\n]*?)(?P<res
 
 
 def register(subparsers) -> None:
-    """Add the enable, disable and apply-schedule subcommands to the CLI."""
+    """Add the `enable`, `disable` and `apply-schedule` subcommands."""
     en = subparsers.add_parser("enable", help="set [schedule] enabled = yes and start the timer now")
     en.set_defaults(handler=lambda args, config, out: set_enabled(config, True, out))
     dis = subparsers.add_parser("disable",

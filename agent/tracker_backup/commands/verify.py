@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 
@@ -10,6 +11,19 @@ from tracker_backup.config import Config
 from tracker_backup.errors import UsageError
 from tracker_backup.store import Store, iso, utc_now
 from tracker_backup.verify import verify_snapshot
+
+
+def register(subparsers) -> None:
+    """Add the `verify` subcommand."""
+    v = subparsers.add_parser("verify", help="re-hash and re-check stored snapshots")
+    v.add_argument("id", nargs="?", help="snapshot id or 'latest' (default: latest)")
+    v.add_argument("--all", action="store_true", help="verify every snapshot")
+    v.add_argument("--json", action="store_true")
+    v.set_defaults(handler=_handler)
+
+
+def _handler(args: argparse.Namespace, config: Config, out) -> int:
+    return verify(config, snap_id=args.id, all_snapshots=args.all, as_json=args.json, out=out)
 
 
 def verify(config: Config, *, snap_id: str | None, all_snapshots: bool, as_json: bool,

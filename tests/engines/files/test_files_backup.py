@@ -13,7 +13,7 @@ import pytest
 
 from conftest import Cli, write_config
 from support.tracker_db import create_tracker_db
-from tracker_backup.sources.files import matches
+from tracker_backup.engines.files.select import matches
 
 NOBODY = 65534
 
@@ -90,7 +90,7 @@ def test_mysql_data_directory_is_left_out(tmp_path, storage):
     proc = Cli(files_config(tmp_path, storage))("run", check=True)
     names = set(archive_members(tmp_path / "backups"))
     assert not any(n.startswith("mysql/data") for n in names)
-    assert "leaving out mysql/data: MySQL/MariaDB data directory" in proc.stderr
+    assert "leaving out mysql/data: live MySQL/MariaDB data directory" in proc.stderr
 
 
 def test_modes_owners_mtimes_and_symlinks_are_kept_and_links_not_followed(tmp_path, storage):

@@ -11,8 +11,8 @@ import pytest
 
 from support.restore_kit import forge_artifact, latest_snapshot, make_tar, member, tree
 from support.tracker_db import create_tracker_db
+from tracker_backup.engines.files.restore import UnsafeArchive, _Writer
 from tracker_backup.errors import EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE
-from tracker_backup.restore.files import UnsafeArchive, _Writer
 
 NOBODY = 65534
 

@@ -32,7 +32,7 @@ from support import mariadb as mariadb_support
 from support.mariadb import MariaDB
 from support.mysql_writer import START_NEW
 from tracker_backup.config import load_config
-from tracker_backup.mysql_client import WRAPPER, MysqlClient
+from tracker_backup.engines.mysql.client import WRAPPER, MysqlClient
 
 pytestmark = pytest.mark.mysql
 # The shared fixtures (a session server, and a per-test one for tests that kill it).

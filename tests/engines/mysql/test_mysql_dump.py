@@ -12,17 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from tracker_backup.config import MysqlConfig
-from tracker_backup.errors import SourceError
-from tracker_backup.mysql_client import (
+from tracker_backup.engines.mysql.backup import dump_flags
+from tracker_backup.engines.mysql.client import (
     OPTION_FILE_ARG,
     MysqlClient,
     Tools,
     parse_tool_version,
     read_password,
 )
-from tracker_backup.mysql_dump import scan
-from tracker_backup.sources.mysql import dump_flags
+from tracker_backup.engines.mysql.config import MysqlConfig
+from tracker_backup.engines.mysql.dump_scan import scan
+from tracker_backup.errors import SourceError
 
 MARIADB_DUMP = b"/*M!999999\\- enable the sandbox mode */ \n" + b"""-- MariaDB dump 10.19  Distrib 10.11.19-MariaDB, for debian-linux-gnu (x86_64)
 --

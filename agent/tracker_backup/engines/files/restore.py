@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tracker_backup.artifacts import CHUNK, open_decompressed
+from tracker_backup.engines.contract import Part, RestoreAction, RestoreResult
 from tracker_backup.errors import RunFailed
-from tracker_backup.restore.plan import Action, Part
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,20 @@ class Scan:
     replaces: list[str] = field(default_factory=list)
     new: int = 0
     unchanged: int = 0
+
+
+@dataclass
+class FilesRestored(RestoreResult):
+    """An archive written into a directory: members new, replaced, unchanged."""
+
+    members: int = 0
+    replaced: int = 0
+    new: int = 0
+    unchanged: int = 0
+
+    def describe(self) -> str:
+        return (f"files -> {self.target} ({self.members} members: {self.new} new, "
+                f"{self.replaced} replaced, {self.unchanged} unchanged)")
 
 
 def _clean_name(name: str) -> tuple[str, ...]:
@@ -199,10 +213,10 @@ def _compare(m: tarfile.TarInfo, st: os.stat_result | None, path: Path, digest: 
     return "differs"
 
 
-def plan(part: Part, src: Path, target: Path) -> tuple[Action, Scan]:
+def plan(part: Part, src: Path, target: Path) -> tuple[RestoreAction, Scan]:
     """Check the archive against `target`; say what restoring it would replace."""
     found = scan(src, part.artifacts[0].compression, target)
-    action = Action("files", str(target))
+    action = RestoreAction("files", str(target))
     action.replaces = found.replaces[:MAX_LISTED]
     if len(found.replaces) > MAX_LISTED:
         action.replaces.append(f"... and {len(found.replaces) - MAX_LISTED} more")
@@ -312,7 +326,7 @@ class _Writer:
                 os.close(fd)
 
 
-def restore(src: Path, part: Part, target: Path, *, keep_owner: bool = True) -> dict:
+def restore(src: Path, part: Part, target: Path, *, keep_owner: bool = True) -> FilesRestored:
     """Pass one (checks, raises before writing), then pass two: write into `target`."""
     t0 = time.monotonic()
     _action, found = plan(part, src, target)
@@ -339,6 +353,6 @@ def restore(src: Path, part: Part, target: Path, *, keep_owner: bool = True) -> 
         writer.close()
     log.info("files: wrote %d members under %s (%d replaced, %d new, %d unchanged)",
              written, target, len(found.replaces), found.new, found.unchanged)
-    return {"kind": "files", "target": str(target), "members": found.members,
-            "bytes": found.file_bytes, "replaced": len(found.replaces), "new": found.new,
-            "unchanged": found.unchanged, "seconds": round(time.monotonic() - t0, 3)}
+    return FilesRestored("files", str(target), found.file_bytes, round(time.monotonic() - t0, 3),
+                         members=found.members, replaced=len(found.replaces), new=found.new,
+                         unchanged=found.unchanged)

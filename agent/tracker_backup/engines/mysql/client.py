@@ -27,13 +27,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tracker_backup import procs
-from tracker_backup.config import MysqlConfig
+from tracker_backup.engines.mysql.config import MysqlConfig
 from tracker_backup.errors import RunFailed, SourceError
 
 log = logging.getLogger(__name__)
 
 SENTINEL = "#end-of-options"
 CREDENTIAL_NAME = "mysql-password"  # $CREDENTIALS_DIRECTORY/mysql-password (LoadCredential=)
+# Handed to the unit as that credential by the generator when present (and no password_file).
+DEFAULT_PASSWORD_FILE = Path("/etc/tracker-backup/mysql.password")
 NOT_FOUND = (126, 127)  # sh/docker: command not found or not executable
 WRAPPER = (
     "opts=''\n"

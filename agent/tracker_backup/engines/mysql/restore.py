@@ -1,11 +1,9 @@
 """Restore a stored mysqldump into a named database, or into a scratch one for the drill.
 
-The dump is streamed (decompressed on the fly) into the client tool found the
-same way the MySQL source finds it, through the same credential path: the
-password goes in an option block on the tool's stdin, never in argv or the
-environment, and `exec_prefix` (e.g. `docker compose exec -T mysql`) is put in
-front as for backups. The database is created if missing; the dump drops and
-re-creates each of its tables, and tables it does not hold are left alone.
+The dump is streamed (decompressed on the fly) through load.py, the one path
+that loads a dump (credentials on stdin, `exec_prefix` in front, as for
+backups). The database is created if missing; the dump drops and re-creates
+each of its tables, and tables it does not hold are left alone.
 """
 
 from __future__ import annotations
@@ -13,16 +11,29 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from tracker_backup import procs
 from tracker_backup.artifacts import iter_decompressed
-from tracker_backup.config import MysqlConfig
+from tracker_backup.engines.contract import DrillResult, Part, RestoreAction, RestoreResult
+from tracker_backup.engines.mysql.client import MysqlClient, quote_ident, quote_str, read_password
+from tracker_backup.engines.mysql.config import MysqlConfig
+from tracker_backup.engines.mysql.load import count_rows, load_dump
+from tracker_backup.engines.mysql.scratch import restore_check
+from tracker_backup.engines.mysql.server import MysqlServer
 from tracker_backup.errors import RunFailed
-from tracker_backup.mysql_client import MysqlClient, quote_ident, quote_str, read_password
-from tracker_backup.restore.plan import Action, Part
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class MysqlRestored(RestoreResult):
+    """A dump loaded into a database (bytes = SQL read), with the row counts checked."""
+
+    row_counts: dict[str, int] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        return f"mysql -> database {self.target} ({self.bytes} bytes of SQL)"
 
 
 def with_account(cfg: MysqlConfig, user: str | None, password_file: Path | None) -> MysqlConfig:
@@ -51,12 +62,12 @@ def _where(cfg: MysqlConfig) -> str:
     return where + (f" via {' '.join(cfg.exec_prefix)}" if cfg.exec_prefix else "")
 
 
-def plan(part: Part, cfg: MysqlConfig, database: str) -> Action:
+def plan(part: Part, cfg: MysqlConfig, database: str) -> RestoreAction:
     """Connect; say which existing tables the dump would drop and re-create."""
     client = _client(cfg)
     existing = _tables(client, database)
     dumped = list(part.source.get("tables", []))
-    action = Action("mysql", f"database {database} on {_where(cfg)}")
+    action = RestoreAction("mysql", f"database {database} on {_where(cfg)}")
     action.replaces = [f"table {database}.{t} (dropped, re-created from the dump)"
                        for t in dumped if t in existing]
     if not existing:
@@ -70,7 +81,7 @@ def plan(part: Part, cfg: MysqlConfig, database: str) -> Action:
     return action
 
 
-def restore(src: Path, part: Part, cfg: MysqlConfig, database: str) -> dict:
+def restore(src: Path, part: Part, cfg: MysqlConfig, database: str) -> MysqlRestored:
     """Load the dump into `database` (created if missing); check tables and row counts."""
     t0 = time.monotonic()
     client = _client(cfg)
@@ -85,37 +96,27 @@ def restore(src: Path, part: Part, cfg: MysqlConfig, database: str) -> dict:
             counter["bytes"] += len(chunk)
             yield chunk
 
-    argv = client.argv(tools.client, "--batch", f"--database={database}",
-                       "--default-character-set=utf8mb4")
     log.info("mysql: loading %s into database %s on %s", art.path, database, _where(cfg))
-    code, _out, err = procs.run_with_input(argv, what=f"mysql: restore into {database}",
-                                           feed=client.feed(payload()), timeout=86400)
+    code, err = load_dump(client, tools, database, payload())
     if code != 0:
         raise RunFailed(f"mysql: loading the dump into database {database} failed (status "
                         f"{code}): {err.strip()[-2000:] or '(no output)'}")
     expected = part.source.get("row_counts") or {}
-    counts = {}
-    if expected:
-        union = " UNION ALL ".join(
-            f"SELECT {quote_str(t)}, COUNT(*) FROM {quote_ident(database)}.{quote_ident(t)}"
-            for t in expected)
-        counts = {t: int(n) for t, n in client.query(union, what="count restored rows")}
-        if counts != expected:
-            raise RunFailed(f"mysql: database {database}: row counts {counts} differ from the "
-                            f"manifest's {expected}")
-    return {"kind": "mysql", "target": database, "bytes": counter["bytes"], "row_counts": counts,
-            "seconds": round(time.monotonic() - t0, 3)}
+    counts = count_rows(client, database, expected)
+    if expected and counts != expected:
+        raise RunFailed(f"mysql: database {database}: row counts {counts} differ from the "
+                        f"manifest's {expected}")
+    return MysqlRestored("mysql", database, counter["bytes"], round(time.monotonic() - t0, 3),
+                         row_counts=counts)
 
 
-def drill(src: Path, part: Part, cfg: MysqlConfig) -> dict:
-    """Load into a scratch database, compare tables and counts, drop it (the source's check)."""
-    from tracker_backup.sources.mysql import MysqlSource
-
+def drill(src: Path, part: Part, cfg: MysqlConfig) -> DrillResult:
+    """Load into a scratch database, compare tables and counts, drop it (the backup's check)."""
     art = part.artifacts[0]
     expected = part.source.get("row_counts") or {}
-    check = MysqlSource(cfg).restore_check(src, art.compression, expected)
+    check = restore_check(MysqlServer(cfg), src, art.compression, expected)
     counts = check.get("restored_row_counts", {})
-    return {"row_counts": counts, "scratch_database": check.get("scratch_database"),
-            "summary": f"loaded into scratch database {check.get('scratch_database')} (dropped), "
+    return DrillResult(f"loaded into scratch database {check.get('scratch_database')} (dropped), "
                        "row counts match the manifest ("
-                       + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + ")"}
+                       + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + ")",
+                       {"row_counts": counts, "scratch_database": check.get("scratch_database")})

@@ -16,80 +16,21 @@ import errno
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tracker_backup import procs
 from tracker_backup.artifacts import CHUNK, fsync_dir, open_decompressed
-from tracker_backup.config import SqliteConfig
+from tracker_backup.engines.contract import Part, RestoreAction, RestoreResult
+from tracker_backup.engines.sqlite.check import check_database
+from tracker_backup.engines.sqlite.config import SqliteConfig
+from tracker_backup.engines.sqlite.header import side_paths
+from tracker_backup.engines.sqlite.holders import Holder, db_files, open_by
 from tracker_backup.errors import RunFailed
-from tracker_backup.restore.plan import Action, Part
-from tracker_backup.sources.sqlite import SIDE_SUFFIXES, check_database
 
 log = logging.getLogger(__name__)
 
 ASIDE_TAG = ".before-restore-"
-
-
-@dataclass
-class Holder:
-    """A process that has one of the database's files open."""
-
-    pid: int
-    name: str
-    path: str
-
-    def __str__(self) -> str:
-        return f"pid {self.pid} ({self.name}) has {self.path} open"
-
-
-def db_files(db: Path) -> list[Path]:
-    """The database and whichever of its side files exist."""
-    return [p for p in (db, *(Path(f"{db}{s}") for s in SIDE_SUFFIXES)) if os.path.lexists(p)]
-
-
-def open_by(paths: list[Path]) -> list[Holder]:
-    """Processes with any of `paths` open, found by device and inode in /proc/*/fd.
-
-    Inodes, not names: a tracker in a container sees the file under another path.
-    """
-    wanted: dict[tuple[int, int], str] = {}
-    for p in paths:
-        try:
-            st = os.stat(p)
-        except OSError:
-            continue
-        wanted[(st.st_dev, st.st_ino)] = str(p)
-    found: list[Holder] = []
-    if not wanted:
-        return found
-    me = os.getpid()
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) == me:
-            continue
-        pid = int(entry.name)
-        try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-        except OSError:
-            continue  # gone, or not ours to look at
-        for fd in fds:
-            try:
-                st = os.stat(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            key = (st.st_dev, st.st_ino)
-            if key in wanted:
-                found.append(Holder(pid, _comm(pid), wanted[key]))
-                break
-    return found
-
-
-def _comm(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as fh:
-            return fh.read().strip()
-    except OSError:
-        return "?"
 
 
 def aside_path(path: Path, db: Path, stamp: str) -> Path:
@@ -112,10 +53,25 @@ def _free_stamp(db: Path, stamp: str) -> str:
     """`stamp`, or `stamp-N`, such that no moved-aside file would overwrite an earlier one."""
     candidate, n = stamp, 0
     while any(os.path.lexists(aside_path(p, db, candidate))
-              for p in (db, *(Path(f"{db}{s}") for s in SIDE_SUFFIXES))):
+              for p in (db, *side_paths(db))):
         n += 1
         candidate = f"{stamp}-{n}"
     return candidate
+
+
+@dataclass
+class SqliteRestored(RestoreResult):
+    """A database restored: what was moved aside, and the copy's check."""
+
+    moved_aside: list[str] = field(default_factory=list)
+    row_counts: dict[str, int] = field(default_factory=dict)
+    integrity: str = "ok"
+
+    def describe(self) -> str:
+        aside = self.moved_aside
+        return (f"sqlite -> {self.target} ({self.bytes} bytes, integrity ok"
+                + (f", previous kept as {', '.join(Path(a).name for a in aside)}" if aside else "")
+                + ")")
 
 
 def target_path(part: Part, to: Path) -> Path:
@@ -126,9 +82,9 @@ def target_path(part: Part, to: Path) -> Path:
     return to
 
 
-def plan(part: Part, target: Path, window: SqliteConfig | None) -> Action:
+def plan(part: Part, target: Path, window: SqliteConfig | None) -> RestoreAction:
     """Say what restoring `part` to `target` would replace (touches nothing)."""
-    action = Action("sqlite", str(target))
+    action = RestoreAction("sqlite", str(target))
     if not target.parent.is_dir():
         if os.path.lexists(target.parent):
             raise RunFailed(f"sqlite: {target.parent} is not a directory")
@@ -173,7 +129,7 @@ def decompress(src: Path, compression: str, dest: Path) -> int:
 
 def restore(src: Path, part: Part, target: Path, *, window: SqliteConfig | None,
             stamp: str, required_tables: tuple[str, ...] | None = None,
-            keep_owner: bool = True) -> dict:
+            keep_owner: bool = True) -> SqliteRestored:
     """Restore one stored database to `target`; return what was done.
 
     `window`: the [sqlite] config whose stop/start commands bracket the swap
@@ -251,9 +207,9 @@ def restore(src: Path, part: Part, target: Path, *, window: SqliteConfig | None,
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return {"kind": "sqlite", "target": str(target), "bytes": size,
-            "moved_aside": [str(a) for _, a, _ in moved], "row_counts": check["row_counts"],
-            "integrity": check["result"], "seconds": round(time.monotonic() - t0, 3)}
+    return SqliteRestored("sqlite", str(target), size, round(time.monotonic() - t0, 3),
+                          moved_aside=[str(a) for _, a, _ in moved],
+                          row_counts=check["row_counts"], integrity=check["result"])
 
 
 def _wait_closed(target: Path, holders: list[Holder], wait: float) -> list[Holder]:
