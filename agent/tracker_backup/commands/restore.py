@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import time
 from pathlib import Path
 
 from tracker_backup import engines, logs
 from tracker_backup import restore_plan as planning
 from tracker_backup.config import Config
-from tracker_backup.engines.contract import Engine, RestoreResult
+from tracker_backup.engines.contract import Engine, RestoreContext, RestoreResult
 from tracker_backup.errors import EXIT_OK, UsageError
 from tracker_backup.store import Store, utc_now
 
@@ -60,7 +61,11 @@ def restore(config: Config, args: argparse.Namespace, *, snap_id: str, kinds: tu
     store.prepare(require_mountpoint=config.backup.require_mountpoint, create=False,
                   writable=False)  # restoring from a volume mounted read-only must work
     t0 = time.monotonic()
-    stamp = utc_now().strftime("%Y%m%dT%H%M%SZ")
+    # The same note a backup's maintenance window keeps, so window-recover and the next
+    # run restart a tracker that a killed in-place restore left stopped.
+    journal = store.window_journal_path
+    ctx = RestoreContext(utc_now().strftime("%Y%m%dT%H%M%SZ"),
+                         journal if os.access(journal.parent, os.W_OK) else None)
     with store.lock("restore"):
         snap = store.get(snap_id)
         parts = planning.parts_of(snap, kinds)
@@ -80,7 +85,7 @@ def restore(config: Config, args: argparse.Namespace, *, snap_id: str, kinds: tu
         results: list[RestoreResult] = []
         for step in steps:
             try:
-                results.append(step.run(stamp))
+                results.append(step.run(ctx))
             except BaseException:
                 if results:  # say what is already restored, since the error names only the rest
                     log.error("restore of snapshot %s stopped part way; already restored: %s",

@@ -107,12 +107,21 @@ class RestoreResult:
 
 
 @dataclass
+class RestoreContext:
+    """What a restore step is given when it runs."""
+
+    stamp: str  # UTC time of the restore, for names of moved-aside files
+    # The store's maintenance-window note (window.py); None when the store is read-only.
+    window_journal: Path | None = None
+
+
+@dataclass
 class RestoreStep:
-    """One part's plan and the call that carries it out (given a time stamp)."""
+    """One part's plan and the call that carries it out."""
 
     part: Part
     action: RestoreAction
-    run: Callable[[str], RestoreResult]
+    run: Callable[[RestoreContext], RestoreResult]
     # Set when the step changes existing data that only --force may replace: the error text.
     needs_force: str | None = None
 

@@ -66,7 +66,7 @@ class FilesEngine(Engine):
             needs_force = (f"files: {len(scan.replaces)} existing file(s) under {target} differ "
                            "from the archive (listed above): rerun with --force to replace "
                            "them, or restore elsewhere with --to")
-        return RestoreStep(part, action, lambda stamp: restore.restore(src, part, target),
+        return RestoreStep(part, action, lambda ctx: restore.restore(src, part, target),
                            needs_force)
 
     def drill(self, config: Config, snap: Snapshot, part: Part, scratch: Path) -> DrillResult:

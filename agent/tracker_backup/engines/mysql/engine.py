@@ -95,7 +95,7 @@ class MysqlEngine(Engine):
         name = args.database or cfg.database
         src = artifact_path(snap, part.artifacts[0])
         return RestoreStep(part, restore.plan(part, cfg, name),
-                           lambda stamp: restore.restore(src, part, cfg, name))
+                           lambda ctx: restore.restore(src, part, cfg, name))
 
     def drill(self, config: Config, snap: Snapshot, part: Part, scratch: Path) -> DrillResult:
         from tracker_backup.engines.mysql import restore

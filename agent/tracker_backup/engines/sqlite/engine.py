@@ -75,8 +75,9 @@ class SqliteEngine(Engine):
         window = cfg if in_place and cfg.has_maintenance_window else None
         src = artifact_path(snap, part.artifacts[0])
         return RestoreStep(part, restore.plan(part, target, window),
-                           lambda stamp: restore.restore(src, part, target, window=window,
-                                                         stamp=stamp))
+                           lambda ctx: restore.restore(src, part, target, window=window,
+                                                       stamp=ctx.stamp,
+                                                       journal=ctx.window_journal))
 
     def drill(self, config: Config, snap: Snapshot, part: Part, scratch: Path) -> DrillResult:
         from tracker_backup.engines.sqlite import restore

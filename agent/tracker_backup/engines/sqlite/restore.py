@@ -12,6 +12,7 @@ tracker (always, once stopped).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -19,7 +20,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tracker_backup import procs
 from tracker_backup.artifacts import CHUNK, fsync_dir, open_decompressed
 from tracker_backup.engines.contract import Part, RestoreAction, RestoreResult
 from tracker_backup.engines.sqlite.check import check_database
@@ -27,6 +27,7 @@ from tracker_backup.engines.sqlite.config import SqliteConfig
 from tracker_backup.engines.sqlite.header import side_paths
 from tracker_backup.engines.sqlite.holders import Holder, db_files, open_by
 from tracker_backup.errors import RunFailed
+from tracker_backup.window import WindowJournal, maintenance_window
 
 log = logging.getLogger(__name__)
 
@@ -129,11 +130,12 @@ def decompress(src: Path, compression: str, dest: Path) -> int:
 
 def restore(src: Path, part: Part, target: Path, *, window: SqliteConfig | None,
             stamp: str, required_tables: tuple[str, ...] | None = None,
-            keep_owner: bool = True) -> SqliteRestored:
+            keep_owner: bool = True, journal: Path | None = None) -> SqliteRestored:
     """Restore one stored database to `target`; return what was done.
 
     `window`: the [sqlite] config whose stop/start commands bracket the swap
     (None: no window; then any process holding the target refuses the restore).
+    `journal`: where the window's durable note goes (the store's, see window.py).
     """
     art = part.artifacts[0]
     required = required_tables if required_tables is not None else tuple(
@@ -152,14 +154,18 @@ def restore(src: Path, part: Part, target: Path, *, window: SqliteConfig | None,
         check = check_database(tmp, "full", required)
         _require_ok(check, tmp, part.source.get("row_counts") or {})
         _set_owner_mode(tmp, part.source, keep_owner)
-        stopped_at = None
-        try:
+        with contextlib.ExitStack() as in_window:
             if window is not None:
+                # The same window as a backup's: a durable note first, start_command with
+                # signals deferred, so a killed restore never leaves the tracker stopped.
                 log.info("sqlite: maintenance window: stopping the tracker")
-                stopped_at = time.monotonic()
-                procs.run_command(window.stop_command, what="[sqlite] stop_command")
+                if journal is None:
+                    log.warning("sqlite: the backup path is not writable: if this restore is "
+                                "killed inside the maintenance window, start the tracker by hand")
+                in_window.enter_context(maintenance_window(
+                    window.stop_command, window.start_command, WindowJournal(journal)))
             holders = open_by(db_files(target))
-            if holders and stopped_at is not None:
+            if holders and window is not None:
                 holders = _wait_closed(target, holders, max(1.0, window.busy_timeout))
             if holders:
                 raise RunFailed(
@@ -196,14 +202,6 @@ def restore(src: Path, part: Part, target: Path, *, window: SqliteConfig | None,
             fsync_dir(target.parent)
             final = check_database(target, "quick", required)
             _require_ok(final, target, {})
-        finally:
-            if stopped_at is not None:
-                assert window is not None
-                try:
-                    procs.run_command(window.start_command, what="[sqlite] start_command")
-                finally:
-                    log.warning("sqlite: maintenance window: tracker was stopped for %.1fs",
-                                time.monotonic() - stopped_at)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
