@@ -15,8 +15,6 @@ import math
 import os
 import re
 import shlex
-import shutil
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -366,17 +364,10 @@ def validate_calendar(expr: str) -> str | None:
     """
     if not expr or any(ord(c) < 32 for c in expr):
         return "an OnCalendar= expression such as daily or *-*-* 03:00:00"
-    tool = shutil.which("systemd-analyze")
-    if tool is None:
-        return None
-    try:
-        proc = subprocess.run(
-            [tool, "calendar", "--iterations=1", expr],
-            capture_output=True, text=True, errors="replace", timeout=10, check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if proc.returncode != 0:
+    from tracker_backup import systemd  # systemd-analyze, run through procs
+
+    answer = systemd.analyze_calendar(expr)
+    if answer is not None and answer[0] != 0:
         return "an OnCalendar= expression systemd accepts (see systemd.time(7))"
     return None
 
