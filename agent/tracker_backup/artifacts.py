@@ -202,7 +202,16 @@ def iter_decompressed(path: Path, compression: str) -> Iterator[bytes]:
 
 def fsync_dir(path: Path) -> None:
     """fsync a directory so renames and creations inside it are durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    _fsync(path, os.O_RDONLY | os.O_DIRECTORY)
+
+
+def fsync_file(path: Path) -> None:
+    """fsync a file written by someone else (e.g. SQLite) before it is trusted."""
+    _fsync(path, os.O_RDONLY | os.O_CLOEXEC)
+
+
+def _fsync(path: Path, flags: int) -> None:
+    fd = os.open(path, flags)
     try:
         os.fsync(fd)
     finally:

@@ -51,6 +51,11 @@ def notify(**fields: str) -> bool:
     if address.startswith("@"):
         address = "\0" + address[1:]
     payload = "\n".join(f"{k}={v}" for k, v in fields.items()).encode()
+    return _send_datagram(payload, address)
+
+
+def _send_datagram(payload: bytes, address: str) -> bool:
+    """One datagram to a Unix socket (notify, journal); False if nobody listens."""
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
             sock.sendto(payload, address)
@@ -274,9 +279,4 @@ def journal_send(message: str, *, priority: int = 6, identifier: str = "tracker-
     entry = {"MESSAGE": message, "PRIORITY": priority, "SYSLOG_IDENTIFIER": identifier}
     entry.update({k.upper(): v for k, v in fields.items()})
     payload = b"".join(_encode_field(k, v) for k, v in entry.items())
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-            sock.sendto(payload, JOURNAL_SOCKET)
-        return True
-    except OSError:
-        return False
+    return _send_datagram(payload, JOURNAL_SOCKET)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from tracker_backup import engines, logs
 from tracker_backup import restore_plan as planning
+from tracker_backup.commands.args import snapshot_command
 from tracker_backup.config import Config, parse_duration
 from tracker_backup.engines.contract import DrillResult, Part, SnapshotDamaged
 from tracker_backup.errors import LockHeld, RunFailed, TrackerBackupError, UsageError
@@ -35,18 +36,17 @@ LOCK_RETRY = 5.0  # seconds between attempts to take the store lock with --wait
 
 def register(subparsers) -> None:
     """Add the `drill` subcommand."""
-    d = subparsers.add_parser(
-        "drill", help="restore a snapshot into scratch space, check it, record the RTO",
+    d = snapshot_command(
+        subparsers, "drill", handler=_handler,
+        help="restore a snapshot into scratch space, check it, record the RTO",
         description="Restore drill: restores the newest snapshot (or ID) into a scratch "
                     "directory in the backup path (and MySQL into a scratch database), checks "
                     "integrity, tables and row counts against the manifest, reports the time "
                     "taken and records the result for `list` and `status`.")
-    d.add_argument("id", nargs="?", default="latest", help="snapshot id or 'latest' (default)")
     d.add_argument("--json", action="store_true")
     d.add_argument("--wait", default="0", metavar="DURATION",
                    help="if a backup run holds the lock, wait up to this long (e.g. 6h; "
                         "default: fail at once with exit 3)")
-    d.set_defaults(handler=_handler)
 
 
 def _handler(args: argparse.Namespace, config: Config, out) -> int:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
+from tracker_backup.commands.args import view_command
 from tracker_backup.config import Config
 from tracker_backup.humanize import human_bytes
 from tracker_backup.store import Snapshot, Store
@@ -12,13 +12,7 @@ from tracker_backup.store import Snapshot, Store
 
 def register(subparsers) -> None:
     """Add the `list` subcommand."""
-    ls = subparsers.add_parser("list", help="published snapshots, newest first")
-    ls.add_argument("--json", action="store_true")
-    ls.set_defaults(handler=_handler)
-
-
-def _handler(args: argparse.Namespace, config: Config, out) -> int:
-    return list_snapshots(config, as_json=args.json, out=out)
+    view_command(subparsers, "list", help="published snapshots, newest first", view=list_snapshots)
 
 
 def snapshot_row(snap: Snapshot) -> dict:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tracker_backup import engines, logs
 from tracker_backup import restore_plan as planning
+from tracker_backup.commands.args import snapshot_command
 from tracker_backup.config import Config
 from tracker_backup.engines.contract import Engine, RestoreContext, RestoreResult
 from tracker_backup.errors import EXIT_OK, UsageError
@@ -26,13 +27,13 @@ log = logging.getLogger(__name__)
 
 def register(subparsers) -> None:
     """Add the `restore` subcommand (engines add their own options)."""
-    r = subparsers.add_parser(
-        "restore", help="restore a snapshot (checksums first; --dry-run shows what changes)",
+    r = snapshot_command(
+        subparsers, "restore", handler=restore_handler,
+        help="restore a snapshot (checksums first; --dry-run shows what changes)",
         description="Restore one kind or all kinds of a snapshot. Default targets are the "
                     "configured ones (in place): [sqlite] database, [files] root, [mysql] "
                     "database. The store lock is held throughout, so retention cannot delete "
                     "the snapshot being read.")
-    r.add_argument("id", nargs="?", default="latest", help="snapshot id or 'latest' (default)")
     r.add_argument("--kind", choices=("all", *engines.kinds()), default="all",
                    help="what to restore (default: every kind in the snapshot)")
     r.add_argument("--to", type=Path, metavar="PATH",
@@ -41,7 +42,6 @@ def register(subparsers) -> None:
     r.add_argument("--dry-run", action="store_true", help="only show what would be replaced")
     for engine in engines.ENGINES:
         engine.restore_arguments(r)
-    r.set_defaults(handler=restore_handler)
 
 
 def restore_handler(args: argparse.Namespace, config: Config, out) -> int:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from datetime import datetime
 
+from tracker_backup.commands.args import view_command
 from tracker_backup.config import Config
 from tracker_backup.humanize import human_age, human_bytes
 from tracker_backup.store import Store, free_bytes, parse_iso, utc_now
@@ -13,13 +13,7 @@ from tracker_backup.store import Store, free_bytes, parse_iso, utc_now
 
 def register(subparsers) -> None:
     """Add the `status` subcommand."""
-    st = subparsers.add_parser("status", help="last run, last success, snapshots, free space")
-    st.add_argument("--json", action="store_true")
-    st.set_defaults(handler=_handler)
-
-
-def _handler(args: argparse.Namespace, config: Config, out) -> int:
-    return status(config, as_json=args.json, out=out)
+    view_command(subparsers, "status", help="last run, last success, snapshots, free space", view=status)
 
 
 def status_data(config: Config, now: datetime | None = None) -> dict:

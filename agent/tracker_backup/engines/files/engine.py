@@ -8,16 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tracker_backup import engines
-from tracker_backup.engines.contract import (
-    DrillResult,
-    Engine,
-    Part,
-    RestoreStep,
-    RunContext,
-    SandboxNeeds,
-    SnapshotDamaged,
-    SourceResult,
-)
+from tracker_backup.engines import contract
 from tracker_backup.engines.files import config as files_config
 from tracker_backup.errors import RunFailed, UsageError
 
@@ -27,7 +18,7 @@ if TYPE_CHECKING:
     from tracker_backup.store import Snapshot
 
 
-class FilesEngine(Engine):
+class FilesEngine(contract.Engine):
     """Chosen files of the tracker's storage directory: [files]."""
 
     kind = "files"
@@ -35,7 +26,7 @@ class FilesEngine(Engine):
     def parse_section(self, section: Section) -> files_config.FilesConfig:
         return files_config.parse_section(section)
 
-    def backup(self, config: Config, ctx: RunContext) -> SourceResult:
+    def backup(self, config: Config, ctx: contract.RunContext) -> contract.SourceResult:
         from tracker_backup.engines.files.backup import FilesBackup
 
         return FilesBackup(config.section(self.kind), engines.owned_paths(config)).backup(ctx)
@@ -50,8 +41,8 @@ class FilesEngine(Engine):
         parser.add_argument("--force", action="store_true",
                             help="files: replace existing files that differ from the archive")
 
-    def plan_restore(self, config: Config, snap: Snapshot, part: Part,
-                     args: argparse.Namespace) -> RestoreStep:
+    def plan_restore(self, config: Config, snap: Snapshot, part: contract.Part,
+                     args: argparse.Namespace) -> contract.RestoreStep:
         from tracker_backup.engines.files import restore
         from tracker_backup.restore_plan import artifact_path
 
@@ -66,10 +57,11 @@ class FilesEngine(Engine):
             needs_force = (f"files: {len(scan.replaces)} existing file(s) under {target} differ "
                            "from the archive (listed above): rerun with --force to replace "
                            "them, or restore elsewhere with --to")
-        return RestoreStep(part, action, lambda ctx: restore.restore(src, part, target),
+        return contract.RestoreStep(part, action, lambda ctx: restore.restore(src, part, target),
                            needs_force)
 
-    def drill(self, config: Config, snap: Snapshot, part: Part, scratch: Path) -> DrillResult:
+    def drill(self, config: Config, snap: Snapshot, part: contract.Part,
+              scratch: Path) -> contract.DrillResult:
         from tracker_backup.engines.files import restore
         from tracker_backup.restore_plan import artifact_path
 
@@ -78,15 +70,16 @@ class FilesEngine(Engine):
         try:
             done = restore.restore(src, part, target)
         except RunFailed as exc:
-            raise SnapshotDamaged(str(exc)) from None
+            raise contract.SnapshotDamaged(str(exc)) from None
         on_disk = _count_entries(target)
         if on_disk != done.members:
-            raise SnapshotDamaged(f"{done.members} archive members but {on_disk} entries restored")
-        return DrillResult(f"{done.members} members restored ({done.bytes} bytes)",
+            raise contract.SnapshotDamaged(
+                f"{done.members} archive members but {on_disk} entries restored")
+        return contract.DrillResult(f"{done.members} members restored ({done.bytes} bytes)",
                            {"members": done.members, "bytes": done.bytes})
 
-    def sandbox(self, config: Config) -> SandboxNeeds:
-        return SandboxNeeds(read=[config.section(self.kind).root])
+    def sandbox(self, config: Config) -> contract.SandboxNeeds:
+        return contract.SandboxNeeds(read=[config.section(self.kind).root])
 
 
 def _count_entries(top: Path) -> int:

@@ -6,15 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tracker_backup.engines.contract import (
-    DrillResult,
-    Engine,
-    Part,
-    RestoreStep,
-    RunContext,
-    SandboxNeeds,
-    SourceResult,
-)
+from tracker_backup.engines import contract
 from tracker_backup.engines.mysql import client as mysql_client
 from tracker_backup.engines.mysql import config as mysql_config
 from tracker_backup.errors import RunFailed, UsageError
@@ -33,7 +25,7 @@ def is_mysql_datadir(path: Path) -> bool:
     return any((path / marker).exists() for marker in DATADIR_MARKERS)
 
 
-class MysqlEngine(Engine):
+class MysqlEngine(contract.Engine):
     """A MySQL/MariaDB database dumped hot with mysqldump: [mysql]."""
 
     kind = "mysql"
@@ -47,7 +39,7 @@ class MysqlEngine(Engine):
 
         return preflight(MysqlServer(config.section(self.kind)))
 
-    def backup(self, config: Config, ctx: RunContext) -> SourceResult:
+    def backup(self, config: Config, ctx: contract.RunContext) -> contract.SourceResult:
         from tracker_backup.engines.mysql.backup import MysqlBackup
 
         return MysqlBackup(config.section(self.kind)).backup(ctx)
@@ -82,8 +74,8 @@ class MysqlEngine(Engine):
             raise UsageError("--database, --mysql-user and --mysql-password-file apply to "
                              "mysql only")
 
-    def plan_restore(self, config: Config, snap: Snapshot, part: Part,
-                     args: argparse.Namespace) -> RestoreStep:
+    def plan_restore(self, config: Config, snap: Snapshot, part: contract.Part,
+                     args: argparse.Namespace) -> contract.RestoreStep:
         from tracker_backup.engines.mysql import restore
         from tracker_backup.restore_plan import artifact_path
 
@@ -94,10 +86,11 @@ class MysqlEngine(Engine):
         cfg = restore.with_account(cfg, args.mysql_user, args.mysql_password_file)
         name = args.database or cfg.database
         src = artifact_path(snap, part.artifacts[0])
-        return RestoreStep(part, restore.plan(part, cfg, name),
+        return contract.RestoreStep(part, restore.plan(part, cfg, name),
                            lambda ctx: restore.restore(src, part, cfg, name))
 
-    def drill(self, config: Config, snap: Snapshot, part: Part, scratch: Path) -> DrillResult:
+    def drill(self, config: Config, snap: Snapshot, part: contract.Part,
+              scratch: Path) -> contract.DrillResult:
         from tracker_backup.engines.mysql import restore
         from tracker_backup.restore_plan import artifact_path
 
@@ -107,9 +100,9 @@ class MysqlEngine(Engine):
                             "scratch database")
         return restore.drill(artifact_path(snap, part.artifacts[0]), part, cfg)
 
-    def sandbox(self, config: Config) -> SandboxNeeds:
+    def sandbox(self, config: Config) -> contract.SandboxNeeds:
         cfg = config.section(self.kind)
-        needs = SandboxNeeds()
+        needs = contract.SandboxNeeds()
         if cfg.socket is not None:
             needs.read.append(cfg.socket.parent)
         if cfg.password_file is not None:

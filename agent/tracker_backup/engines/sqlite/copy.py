@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import sqlite3
 import time
 from pathlib import Path
 
+from tracker_backup.artifacts import fsync_file
 from tracker_backup.engines.contract import RunContext
 from tracker_backup.engines.sqlite.header import uri
 from tracker_backup.engines.sqlite.side_files import match_side_files
@@ -89,7 +89,7 @@ def copy_snapshot(db: Path, raw: Path, ctx: RunContext, *, busy_timeout: float,
         lock_seconds = time.monotonic() - locked_at
         dst.close()
         dst = None
-        _fsync_file(raw)
+        fsync_file(raw)
     except sqlite3.Error as exc:
         raise SourceError(f"sqlite: copying {db} to {raw.parent} failed: {exc}") from None
     finally:
@@ -101,14 +101,6 @@ def copy_snapshot(db: Path, raw: Path, ctx: RunContext, *, busy_timeout: float,
             log.warning("sqlite: gave %s the database file's owner/mode", ", ".join(fixed))
     return {"page_size": page_size, "page_count": total_pages, "copied_bytes": total_bytes,
             "read_transaction_seconds": round(lock_seconds, 3)}
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _begin_read(conn: sqlite3.Connection, timeout: float) -> None:

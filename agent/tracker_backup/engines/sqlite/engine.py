@@ -6,16 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tracker_backup.engines.contract import (
-    DrillResult,
-    Engine,
-    Part,
-    RestoreStep,
-    RunContext,
-    SandboxNeeds,
-    SnapshotDamaged,
-    SourceResult,
-)
+from tracker_backup.engines import contract
 from tracker_backup.engines.sqlite import config as sqlite_config
 from tracker_backup.engines.sqlite.header import is_sqlite_file, side_paths, sqlite_file_of_side_file
 from tracker_backup.errors import RunFailed, UsageError
@@ -23,11 +14,10 @@ from tracker_backup.errors import RunFailed, UsageError
 if TYPE_CHECKING:
     from tracker_backup.artifacts import Artifact
     from tracker_backup.config import Config, Section
-    from tracker_backup.engines.contract import Register
     from tracker_backup.store import Snapshot
 
 
-class SqliteEngine(Engine):
+class SqliteEngine(contract.Engine):
     """The tracker's SQLite database: [sqlite]."""
 
     kind = "sqlite"
@@ -35,7 +25,7 @@ class SqliteEngine(Engine):
     def parse_section(self, section: Section) -> sqlite_config.SqliteConfig:
         return sqlite_config.parse_section(section)
 
-    def backup(self, config: Config, ctx: RunContext) -> SourceResult:
+    def backup(self, config: Config, ctx: contract.RunContext) -> contract.SourceResult:
         from tracker_backup.engines.sqlite.backup import SqliteBackup
 
         return SqliteBackup(config.section(self.kind)).backup(ctx)
@@ -61,8 +51,8 @@ class SqliteEngine(Engine):
 
         return verify_stored(snapshot_dir, entry, artifacts, level, scratch)
 
-    def plan_restore(self, config: Config, snap: Snapshot, part: Part,
-                     args: argparse.Namespace) -> RestoreStep:
+    def plan_restore(self, config: Config, snap: Snapshot, part: contract.Part,
+                     args: argparse.Namespace) -> contract.RestoreStep:
         from tracker_backup.engines.sqlite import restore
         from tracker_backup.restore_plan import artifact_path
 
@@ -74,12 +64,13 @@ class SqliteEngine(Engine):
         in_place = cfg is not None and target == cfg.database
         window = cfg if in_place and cfg.has_maintenance_window else None
         src = artifact_path(snap, part.artifacts[0])
-        return RestoreStep(part, restore.plan(part, target, window),
+        return contract.RestoreStep(part, restore.plan(part, target, window),
                            lambda ctx: restore.restore(src, part, target, window=window,
                                                        stamp=ctx.stamp,
                                                        journal=ctx.window_journal))
 
-    def drill(self, config: Config, snap: Snapshot, part: Part, scratch: Path) -> DrillResult:
+    def drill(self, config: Config, snap: Snapshot, part: contract.Part,
+              scratch: Path) -> contract.DrillResult:
         from tracker_backup.engines.sqlite import restore
         from tracker_backup.restore_plan import artifact_path
 
@@ -90,18 +81,18 @@ class SqliteEngine(Engine):
             done = restore.restore(src, part, target, window=None, stamp="drill",
                                    keep_owner=False)
         except RunFailed as exc:
-            raise SnapshotDamaged(str(exc)) from None
+            raise contract.SnapshotDamaged(str(exc)) from None
         counts = done.row_counts
-        return DrillResult(
+        return contract.DrillResult(
             f"integrity_check ok, row counts match the manifest "
             f"({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})",
             {"bytes": done.bytes, "row_counts": counts})
 
-    def sandbox(self, config: Config) -> SandboxNeeds:
+    def sandbox(self, config: Config) -> contract.SandboxNeeds:
         # SQLite readers of a WAL database write -shm (and may create -wal) beside it.
-        return SandboxNeeds(read_write=[config.section(self.kind).database.parent])
+        return contract.SandboxNeeds(read_write=[config.section(self.kind).database.parent])
 
-    def commands(self) -> tuple[Register, ...]:
+    def commands(self) -> tuple[contract.Register, ...]:
         from tracker_backup.engines.sqlite import wal
 
         return (wal.register,)
