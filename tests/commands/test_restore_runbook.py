@@ -38,7 +38,7 @@ NOBODY = 65534
 TOML = "[core]\nlisted = false\n# restored\n"
 PREAMBLE = "1. Find the snapshot and check it"
 FAKE_DOCKER = r"""#!/bin/sh
-# FAKE docker for tests (no Docker engine here): see tests/restore/test_runbook.py.
+# FAKE docker for tests (no Docker engine here): see tests/commands/test_restore_runbook.py.
 echo "$*" >> "$FAKE_DOCKER_LOG"
 [ "$1" = compose ] || { echo "fake docker: only compose" >&2; exit 2; }
 shift
