@@ -15,9 +15,10 @@ import time
 
 from tracker_backup import __version__, engines, logs
 from tracker_backup.config import Config
-from tracker_backup.engines.contract import RunContext
+from tracker_backup.engines.contract import RunContext, SourceResult
 from tracker_backup.errors import EXIT_OK, LockHeld, RunFailed, TrackerBackupError, VerifyFailed
-from tracker_backup.store import FORMAT_VERSION, MANIFEST, Store, iso, utc_now
+from tracker_backup.manifest import Manifest
+from tracker_backup.store import FORMAT_VERSION, MANIFEST, Staging, Store, iso, utc_now
 from tracker_backup.throttle import RateLimiter, lower_priority
 from tracker_backup.window import WindowJournal
 
@@ -56,8 +57,10 @@ def run(config: Config, *, prune: bool = True) -> str:
             staging = store.new_staging(started)
             snap_id = staging.id
             try:
-                manifest = _take(config, store, staging)
-                store.publish(staging, manifest)
+                results = _back_up_sources(config, store, staging)  # sources → staging
+                _check_sizes(staging, results)
+                manifest = _manifest(config, staging, results)
+                store.publish(staging, manifest)  # the commit point: one atomic rename
             except BaseException:
                 store.discard(staging)
                 raise
@@ -106,7 +109,8 @@ def run(config: Config, *, prune: bool = True) -> str:
         raise exc from None
 
 
-def _take(config: Config, store: Store, staging) -> dict:
+def _back_up_sources(config: Config, store: Store, staging: Staging) -> list[SourceResult]:
+    """Each configured engine, in registry order, writes its artifacts into staging."""
     ctx = RunContext(staging=staging.path, backup=config.backup,
                      limiter=RateLimiter(config.backup.rate_limit_bytes),
                      progress=logs.progress, window_journal=store.window_journal_path)
@@ -119,14 +123,24 @@ def _take(config: Config, store: Store, staging) -> dict:
         log.info("%s: %s of %s done in %.1fs", result.name, result.method, result.origin,
                  time.monotonic() - t)
         results.append(result)
-    artifacts = [a for r in results for a in r.artifacts]
-    # Each artifact was hashed as it was written (and its content checked by its
-    # source); re-reading it here would only read the page cache back. A size
-    # check catches a truncated file cheaply; `verify` re-hashes from disk.
-    for art in artifacts:
+    return results
+
+
+def _check_sizes(staging: Staging, results: list[SourceResult]) -> None:
+    """Every artifact on disk has the size it was written with.
+
+    Each artifact was hashed as it was written (and its content checked by its
+    engine); re-reading it here would only read the page cache back. A size
+    check catches a truncated file cheaply; `verify` re-hashes from disk.
+    """
+    for art in (a for r in results for a in r.artifacts):
         size = (staging.path / art.path).stat().st_size
         if size != art.bytes:
             raise VerifyFailed(f"{art.path}: {size} bytes on disk, {art.bytes} written")
+
+
+def _manifest(config: Config, staging: Staging, results: list[SourceResult]) -> Manifest:
+    """MANIFEST.json of the snapshot (docs/format.md)."""
     finished = utc_now()
     return {
         "format": FORMAT_VERSION,
@@ -141,5 +155,5 @@ def _take(config: Config, store: Store, staging) -> dict:
         "compression": config.backup.compression,
         "verification": {"level": config.backup.verify, "result": "ok", "at": iso(finished)},
         "sources": {r.name: r.to_json() for r in results},
-        "artifacts": [a.to_json() for a in artifacts],
+        "artifacts": [a.to_json() for a in (a for r in results for a in r.artifacts)],
     }

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from tracker_backup.artifacts import Artifact
 from tracker_backup.config import BackupConfig
 from tracker_backup.errors import RunFailed
+from tracker_backup.manifest import SourceEntry, source_entry
 from tracker_backup.throttle import RateLimiter
 
 if TYPE_CHECKING:
@@ -56,11 +57,11 @@ class SourceResult:
     artifacts: list[Artifact]
     details: dict = field(default_factory=dict)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> SourceEntry:
         """The manifest entry (MANIFEST.json "sources"; see docs/format.md)."""
-        return {"name": self.name, "kind": self.kind, "origin": self.origin,
-                "method": self.method, **self.details,
-                "artifacts": [a.path for a in self.artifacts]}
+        return source_entry({**self.details, "artifacts": [a.path for a in self.artifacts]},
+                            name=self.name, kind=self.kind, origin=self.origin,
+                            method=self.method)
 
 
 @dataclass
@@ -69,7 +70,7 @@ class Part:
 
     name: str
     kind: str
-    source: dict  # the manifest entry, as stored
+    source: SourceEntry  # the manifest entry, as stored
     artifacts: list[Artifact]
 
 
