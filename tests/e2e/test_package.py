@@ -150,6 +150,15 @@ def test_lintian_of_the_release_reports_no_errors_and_no_unexplained_tags(releas
         assert unexplained == [], f"explain or fix in docs/install.md: {unexplained}\n{out}"
 
 
+def test_build_has_no_setuptools_warnings_on_the_release(release, release_deb):
+    """pyproject.toml/setup.cfg suit both setuptools 66 (Debian 12) and 78 (Debian 13)."""
+    log = (release_deb.parent.parent / "build" / "build.log").read_text()
+    assert "dpkg-deb: building package 'tracker-backup'" in log
+    found = re.findall(r".*(?:SetuptoolsDeprecationWarning|SetuptoolsWarning|_BetaConfiguration"
+                       r"|project\.license).*", log)
+    assert found == [], found
+
+
 def test_package_built_on_each_release_has_the_same_files(release, release_deb, deb):
     assert deb_paths(release_deb) == deb_paths(deb)
 
