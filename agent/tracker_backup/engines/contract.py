@@ -20,7 +20,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from tracker_backup.artifacts import Artifact
 from tracker_backup.config import BackupConfig
@@ -29,6 +29,7 @@ from tracker_backup.manifest import SourceEntry, source_entry
 from tracker_backup.throttle import RateLimiter
 
 if TYPE_CHECKING:
+    from tracker_backup.archive.protocol import Archiver
     from tracker_backup.config import Config, Section
     from tracker_backup.store import Snapshot
 
@@ -153,14 +154,6 @@ class SandboxNeeds:
     network_hosts: list[str] = field(default_factory=list)  # TCP peers; none = PrivateNetwork
 
 
-class Archiver(Protocol):
-    """A continuous archiver an engine may offer (see archive/; none is built in yet)."""
-
-    def run(self) -> None:
-        """Archive until stopped (a long-running service's main loop)."""
-        ...
-
-
 Register = Callable[[Any], None]  # register(subparsers): adds one command's parser
 
 
@@ -233,10 +226,8 @@ class Engine(ABC):
         return ()
 
     def archiver(self, config: Config) -> Archiver | None:
-        """The engine's continuous archiver, if it offers one and the config enables it.
-
-        Hook for the continuous archivers (archive/ runs them engine-neutrally);
-        the default, and every engine today, offers none.
+        """The engine's continuous archiver (archive/protocol.py), if it offers one and the
+        config enables it; archive/runner.py drives it engine-neutrally. Default: none.
         """
         del config
         return None
