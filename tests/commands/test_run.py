@@ -16,7 +16,7 @@ from tracker_backup.errors import EXIT_LOCKED, EXIT_OK, EXIT_RUN_FAILED
 
 
 def published(backups: Path) -> list[Path]:
-    return sorted(p for p in backups.iterdir() if not p.name.startswith("."))
+    return sorted(p for p in backups.iterdir() if p.name[:1].isdigit())
 
 
 def test_run_publishes_a_complete_snapshot_with_manifest(cli, tmp_path, storage):

@@ -75,7 +75,7 @@ class SqliteEngine(contract.Engine):
         from tracker_backup.restore_plan import artifact_path
 
         src = artifact_path(snap, part.artifacts[0])
-        target = scratch / "sqlite" / Path(part.artifacts[0].path).name.removesuffix(".zst")
+        target = scratch / "sqlite" / restore.stored_name(part)
         target.parent.mkdir(mode=0o700)
         try:
             done = restore.restore(src, part, target, window=None, stamp="drill",

@@ -78,9 +78,14 @@ class SqliteRestored(RestoreResult):
 def target_path(part: Part, to: Path) -> Path:
     """An existing directory means 'put the database in there under its own name'."""
     if to.is_dir() and not to.is_symlink():
-        return to / Path(part.source.get("origin") or part.artifacts[0].path).name.removesuffix(
-            ".zst")
+        return to / stored_name(part)
     return to
+
+
+def stored_name(part: Part) -> str:
+    """The database's file name (from its origin, else from the artifact's name)."""
+    name = Path(part.source.get("origin") or part.artifacts[0].path).name
+    return name.removesuffix(".zst").removesuffix(".pages")
 
 
 def plan(part: Part, target: Path, window: SqliteConfig | None) -> RestoreAction:
@@ -128,6 +133,23 @@ def decompress(src: Path, compression: str, dest: Path) -> int:
     return total
 
 
+def materialize(src: Path, part: Part, dest: Path) -> int:
+    """The stored database as a new file `dest` (fsynced): decompressed, or reassembled
+    from the page store for a pages-layout snapshot (`src` is then its page index)."""
+    from tracker_backup.engines.sqlite.pages.index import PageIndexError
+    from tracker_backup.engines.sqlite.pages.reassemble import ReassembleError
+    from tracker_backup.engines.sqlite.pages.verify import is_pages
+    from tracker_backup.engines.sqlite.pages.verify import materialize as reassemble
+
+    if not is_pages(part.source):
+        return decompress(src, part.artifacts[0].compression, dest)
+    snapshot_dir = src.parents[len(Path(part.artifacts[0].path).parts) - 1]
+    try:
+        return reassemble(snapshot_dir, part.source, dest)
+    except (ReassembleError, PageIndexError) as exc:
+        raise RunFailed(f"sqlite: cannot reassemble {src}: {exc}") from None
+
+
 def restore(src: Path, part: Part, target: Path, *, window: SqliteConfig | None,
             stamp: str, required_tables: tuple[str, ...] | None = None,
             keep_owner: bool = True, journal: Path | None = None) -> SqliteRestored:
@@ -137,7 +159,6 @@ def restore(src: Path, part: Part, target: Path, *, window: SqliteConfig | None,
     (None: no window; then any process holding the target refuses the restore).
     `journal`: where the window's durable note goes (the store's, see window.py).
     """
-    art = part.artifacts[0]
     required = required_tables if required_tables is not None else tuple(
         part.source.get("required_tables", ()))
     tmp = target.with_name(f".{target.name}.restore-{stamp}")
@@ -148,7 +169,7 @@ def restore(src: Path, part: Part, target: Path, *, window: SqliteConfig | None,
         # Left by a killed restore (we hold the store lock): a whole database's worth of disk.
         log.info("sqlite: removing %s left by an interrupted restore", stale)
         stale.unlink(missing_ok=True)
-    size = decompress(src, art.compression, tmp)
+    size = materialize(src, part, tmp)
     moved: list[tuple[Path, Path]] = []
     try:
         check = check_database(tmp, "full", required)

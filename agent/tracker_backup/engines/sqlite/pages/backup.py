@@ -91,7 +91,7 @@ class PagesBackup:
         """(method, [index artifact], manifest details); SourceError on failure."""
         started = time.monotonic()
         if self.mode == "wal":
-            method = "wal-pages"
+            method = "wal-snapshot"  # how consistency was had; "layout" says how it is stored
             result, info, check = self._read(deadline=None, check_pinned=True)
         else:
             method, (result, info) = self._rollback()
@@ -129,7 +129,7 @@ class PagesBackup:
         if size / rate <= max_lock:
             try:
                 result, info, _ = self._read(deadline=max_lock, check_pinned=False)
-                return "locked-pages", (result, info)
+                return "locked-copy", (result, info)
             except _Deadline:
                 log.warning("sqlite: reading %s would hold the lock longer than max_lock = %gs; "
                             "lock released", db, max_lock)
@@ -139,7 +139,7 @@ class PagesBackup:
                                     WindowJournal(self.ctx.window_journal)) as window:
                 result, info, _ = self._read(deadline=None, check_pinned=False)
             info["downtime_seconds"] = round(window.downtime, 3)
-            return "maintenance-window-pages", (result, info)
+            return "maintenance-window", (result, info)
         raise SourceError(
             f"sqlite: {db} uses a rollback journal and reading its {size / 1e6:.1f} MB would block "
             f"the tracker's writes for longer than [sqlite] max_lock = {max_lock:g}s. Fix: convert "
