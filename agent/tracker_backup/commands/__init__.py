@@ -11,6 +11,7 @@ from tracker_backup import engines
 from tracker_backup.commands import (
     check_config,
     drill,
+    export,
     list,  # noqa: A004 - the verb's name
     prune,
     restore,
@@ -22,7 +23,8 @@ from tracker_backup.commands import (
 )
 
 # In the order `tracker-backup --help` lists them.
-CORE = (run, list, verify, prune, status, check_config, window_recover, restore, drill, schedule)
+CORE = (run, list, verify, prune, status, check_config, window_recover, restore, drill, export,
+        schedule)
 
 
 def register_all(subparsers) -> None:

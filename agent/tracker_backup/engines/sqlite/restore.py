@@ -173,7 +173,7 @@ def restore(src: Path, part: Part, target: Path, *, window: SqliteConfig | None,
     moved: list[tuple[Path, Path]] = []
     try:
         check = check_database(tmp, "full", required)
-        _require_ok(check, tmp, part.source.get("row_counts") or {})
+        require_ok(check, tmp, part.source.get("row_counts") or {})
         _set_owner_mode(tmp, part.source, keep_owner)
         with contextlib.ExitStack() as in_window:
             if window is not None:
@@ -222,7 +222,7 @@ def restore(src: Path, part: Part, target: Path, *, window: SqliteConfig | None,
                 raise
             fsync_dir(target.parent)
             final = check_database(target, "quick", required)
-            _require_ok(final, target, {})
+            require_ok(final, target, {})
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -258,7 +258,8 @@ def make_dirs(path: Path, source: dict) -> None:
         os.chown(path, int(source["owner_uid"]), int(source["owner_gid"]))
 
 
-def _require_ok(check: dict, path: Path, expected_counts: dict) -> None:
+def require_ok(check: dict, path: Path, expected_counts: dict) -> None:
+    """Raise RunFailed unless the check passed and the row counts are the manifest's."""
     if check["result"] != "ok":
         what = (f"missing tables {', '.join(check['missing_tables'])}" if check["missing_tables"]
                 else "; ".join(check["messages"][:3]))

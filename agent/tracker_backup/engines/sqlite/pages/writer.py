@@ -121,6 +121,7 @@ class SnapshotWriter:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pages-write")
         self._pending: list[Future] = []
         self._compressor = None
+        self.written: list[str] = []  # objects this writer created (removed again on failure)
         self.changed = 0
         self.repacked = 0
         self.new_objects = 0
@@ -211,6 +212,7 @@ class SnapshotWriter:
             self._compressor = new_compressor(self.level)
         data = encode_object(pages, self.page_size, digests, self._compressor)
         if self.store.put(name, data):
+            self.written.append(name)
             self.new_objects += 1
             self.new_bytes += len(data)
             if self.on_written is not None:
@@ -223,8 +225,10 @@ class SnapshotWriter:
             self._flush()
             for fut in self._pending:
                 fut.result()
-        finally:
+        except BaseException:
             self.abort()
+            raise
+        self._pool.shutdown(wait=True)
         self.store.sync()
         index = PageIndex(self.page_size, self.page_count, self.objects, self.runs,
                           hashlib.sha256(self.digests).hexdigest())
@@ -233,11 +237,19 @@ class SnapshotWriter:
                            self.reused)
 
     def abort(self) -> None:
-        """Stop the worker (after a failure); objects already written stay for GC."""
+        """After a failure: stop the worker and remove the objects this writer created.
+
+        No published index names them (they did not exist before, and the store
+        lock keeps other runs out), so a failed run gives its space back at once;
+        after a SIGKILL the next collection removes them instead.
+        """
         for fut in self._pending:
             fut.cancel()
         self._pool.shutdown(wait=True)
         self._pending.clear()
+        for name in self.written:
+            self.store.path(name).unlink(missing_ok=True)
+        self.written.clear()
 
 
 def write_snapshot(store: ObjectStore, changed_pages: Iterable[tuple[int, bytes]],
