@@ -164,7 +164,7 @@ def series(args, size: int, days: int, wd: Path, last: bool) -> tuple[list[dict]
                "full_s": ran["full"]["wall_s"], "pages_s": ran["pages"]["wall_s"],
                "full_rss_mb": ran["full"]["rss_mb"], "pages_rss_mb": ran["pages"]["rss_mb"]}
         if args.restic:
-            restic(repo, password, "backup", "--no-scan", str(db))
+            restic(repo, password, "backup", str(db))
             row["restic_total_mb"] = round(tree_bytes(repo) / MB, 1)
         rows.append(row)
         print(json.dumps(row), flush=True)
