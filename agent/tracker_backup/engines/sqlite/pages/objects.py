@@ -134,9 +134,18 @@ class ObjectStore:
         return True
 
     def sync(self) -> None:
-        """fsync every directory an object was created in since the last sync."""
-        for d in sorted(self._dirty, key=lambda p: len(p.parts), reverse=True):
-            _fsync_dir(d)
+        """fsync every directory an object was created in since the last sync.
+
+        Concurrently (the journal commits them together), deepest directories first.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        by_depth: dict[int, list[Path]] = {}
+        for d in self._dirty:
+            by_depth.setdefault(len(d.parts), []).append(d)
+        with ThreadPoolExecutor(max_workers=8, thread_name_prefix="pages-dirsync") as pool:
+            for depth in sorted(by_depth, reverse=True):
+                list(pool.map(_fsync_dir, by_depth[depth]))
         self._dirty.clear()
 
     def read_header(self, name: str) -> ObjectHeader:
