@@ -179,6 +179,10 @@ class PagesBackup:
                         "write_lock_seconds": round(live.write_lock_seconds, 4),
                         "wal_frames_read": live.wal_frames_used,
                         "database_bytes": live.page_count * live.page_size}
+                if live.wal_position is not None:
+                    # Exact (read under the write lock): ties this snapshot to the continuous
+                    # archive's entries (docs/format.md, "Where a timer run's snapshot sits").
+                    info["archive_position"] = live.wal_position
         except LiveReadError as exc:
             raise SourceError(str(exc)) from None
         finally:

@@ -68,6 +68,7 @@ class LivePages:
         self.page_count = 0
         self.write_lock_seconds = 0.0
         self.wal_frames_used = 0
+        self.wal_position: dict | None = None  # WAL mode: where the pinned snapshot ends
         # Descriptors of the database and -shm files stay open until the read connection
         # is closed: closing one would release every POSIX lock this process holds on
         # that file, including the read transaction's (the classic fcntl pitfall).
@@ -127,6 +128,10 @@ class LivePages:
                 self._hdr = walindex.read_wal_index(self._shm_fd, f"{self.db}-shm")
                 self._wal_fd = os.open(f"{self.db}-wal", os.O_RDONLY | os.O_CLOEXEC)
                 self._salts = walindex.wal_salts(self._wal_fd)
+                st = os.fstat(self._fd)
+                self.wal_position = {"salt1": self._hdr.salt1, "salt2": self._hdr.salt2,
+                                     "frame": self._hdr.mx_frame, "time": time.time(),
+                                     "dev": st.st_dev, "ino": st.st_ino}
             finally:
                 locker.execute("ROLLBACK")
                 self.write_lock_seconds = time.monotonic() - locked
