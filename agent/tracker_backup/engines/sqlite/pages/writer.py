@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from array import array
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -85,13 +86,18 @@ def _load(store: ObjectStore, index: PageIndex) -> tuple[bytearray, set[int]]:
     return digests, sparse
 
 
-class SnapshotWriter:
-    """Add the changed pages in ascending order, then `finish()`.
+UNSET = 0xFFFFFFFF  # no object yet for this page
 
-    Unchanged pages (not added) keep the previous index's object and slot.
-    Changed pages are grouped in page order, at most 1 MiB per object; each
-    group is compressed and written in a worker thread (zstd releases the GIL)
-    while the caller reads on.
+
+class SnapshotWriter:
+    """Add the changed pages (in any order; a page added twice keeps the later), then
+    `finish()`.
+
+    Unchanged pages (not added) keep the previous index's object and slot; the
+    references live in two compact per-page arrays (6 bytes a page) until the
+    runs are built at the end. Changed pages are grouped in the order they are
+    added, at most 1 MiB per object; each group is compressed in a worker
+    thread (zstd releases the GIL) while the caller reads on.
     """
 
     def __init__(self, store: ObjectStore, *, page_size: int, page_count: int,
@@ -99,9 +105,9 @@ class SnapshotWriter:
                  level: int = 3, on_written: Callable[[int], None] | None = None):
         if previous is not None and previous.page_size != page_size:
             previous, previous_digests = None, None  # page size changed: nothing to share
-        self._sparse: set[int] = set()  # previous object numbers to repack
+        sparse: set[int] = set()  # previous object numbers to repack
         if previous is not None and previous_digests is None:
-            previous_digests, self._sparse = _load(store, previous)
+            previous_digests, sparse = _load(store, previous)
         self.store = store
         self.page_size = page_size
         self.page_count = page_count
@@ -112,15 +118,19 @@ class SnapshotWriter:
         if previous_digests is not None:
             keep = min(len(previous_digests), len(self.digests))
             self.digests[:keep] = previous_digests[:keep]
-        self._prev_pages = previous.page_count if previous is not None else 0
-        self._prev_runs = previous.iter_runs() if previous is not None else iter(())
-        self._prev_run: tuple[int, int, int, int] | None = None
-        self._sparse_runs = previous.iter_runs() if previous is not None else iter(())
-        self._sparse_run: tuple[int, int, int, int] | None = None
-        self._prev_numbers: dict[int, int] = {}  # previous object number → ours
-        self.objects: list[bytes] = []
-        self.runs = PageIndex(page_size, page_count).runs
-        self._next = 1
+        self._prev_pages = min(previous.page_count, page_count) if previous is not None else 0
+        self.objects: list[bytes] = list(previous.objects) if previous is not None else []
+        self._sparse = sparse  # numbers in self.objects (the previous table comes first)
+        self._ref_obj = array("I", [UNSET]) * page_count
+        self._ref_slot = array("H", bytes(2 * page_count))
+        if previous is not None:
+            for first, length, number, slot in previous.iter_runs():
+                end = min(first - 1 + length, page_count)
+                if end <= first - 1:
+                    break
+                n = end - (first - 1)
+                self._ref_obj[first - 1:end] = array("I", [number]) * n
+                self._ref_slot[first - 1:end] = array("H", range(slot, slot + n))
         self._group = bytearray()
         self._group_digests = bytearray()
         self._group_number = -1
@@ -138,68 +148,57 @@ class SnapshotWriter:
         self.new_bytes = 0
         self.reused = 0
 
-    # -- references ------------------------------------------------------
-    def _ref(self, number: int, slot: int, length: int) -> None:
-        r = self.runs
-        if r and r[-2] == number and r[-1] + r[-3] == slot:
-            r[-3] += length
-        else:
-            r.extend((length, number, slot))
-
-    def _keep_until(self, end: int) -> None:
-        """Reference the previous snapshot's slots for pages self._next..end-1."""
-        while self._next < end:
-            if self._next > self._prev_pages:
-                raise PageIndexError(f"page {self._next} is new (the previous snapshot has "
-                                     f"{self._prev_pages} pages) but was not given")
-            run = self._prev_run
-            while run is None or run[0] + run[1] <= self._next:
-                run = self._prev_run = next(self._prev_runs)
-            first, length, number, slot = run
-            n = min(end, first + length) - self._next
-            ours = self._prev_numbers.get(number)
-            if ours is None:
-                ours = self._prev_numbers[number] = len(self.objects)
-                self.objects.append(self.previous.objects[number])
-            self._ref(ours, slot + self._next - first, n)
-            self._next += n
-
     def repacks(self, pgno: int) -> bool:
-        """True if unchanged page `pgno` must be stored again: its object is nearly unused.
-
-        Page numbers must be asked in ascending order, before `add` passes them.
-        """
-        if not self._sparse or pgno > self._prev_pages:
-            return False
-        run = self._sparse_run  # a cursor of its own: _keep_until may still need earlier runs
-        while run is None or run[0] + run[1] <= pgno:
-            run = self._sparse_run = next(self._sparse_runs)
-        return run[2] in self._sparse
+        """True if unchanged page `pgno` must be stored again: its object is nearly unused."""
+        return bool(self._sparse) and pgno <= self._prev_pages \
+            and self._ref_obj[pgno - 1] in self._sparse
 
     # -- changed pages ---------------------------------------------------
     def add(self, pgno: int, page: bytes | memoryview, digest: bytes | None = None,
             repack: bool = False) -> None:
         """Store page `pgno` (changed, every page of a first snapshot, or repacked)."""
-        if pgno < self._next or pgno > self.page_count:
-            raise ValueError(f"page {pgno} out of order or past page {self.page_count}")
+        if not 1 <= pgno <= self.page_count:
+            raise ValueError(f"page {pgno} is outside 1..{self.page_count}")
         if len(page) != self.page_size:
             raise ValueError(f"page {pgno} has {len(page)} bytes, expected {self.page_size}")
-        self._keep_until(pgno)
         digest = digest or page_digest(page)
         if self._group_number < 0:
             self._group_number = len(self.objects)
             self.objects.append(b"")  # named when the group is complete
-        self._ref(self._group_number, len(self._group) // self.page_size, 1)
+        self._ref_obj[pgno - 1] = self._group_number
+        self._ref_slot[pgno - 1] = len(self._group) // self.page_size
         self._group += page
         self._group_digests += digest
         at = (pgno - 1) * DIGEST_BYTES
         self.digests[at:at + DIGEST_BYTES] = digest
-        self._next = pgno + 1
         self.changed += 1
         if repack:
             self.repacked += 1
         if len(self._group) >= self._per_object * self.page_size:
             self._flush()
+
+    def _runs(self) -> tuple[list[bytes], array]:
+        """The object table (only objects a page uses, renumbered) and the runs."""
+        objs, slots = self._ref_obj, self._ref_slot
+        numbers: dict[int, int] = {}
+        table: list[bytes] = []
+        runs = PageIndex(self.page_size, self.page_count).runs
+        prev_obj = prev_slot = -1
+        for i in range(self.page_count):
+            obj, slot = objs[i], slots[i]
+            if obj == UNSET:
+                raise PageIndexError(f"page {i + 1} is new (the previous snapshot has "
+                                     f"{self._prev_pages} pages) but was not given")
+            if obj == prev_obj and slot == prev_slot + 1:
+                runs[-3] += 1
+            else:
+                ours = numbers.get(obj)
+                if ours is None:
+                    ours = numbers[obj] = len(table)
+                    table.append(self.objects[obj])
+                runs.extend((1, ours, slot))
+            prev_obj, prev_slot = obj, slot
+        return table, runs
 
     def _flush(self) -> None:
         if self._group_number < 0:
@@ -237,7 +236,6 @@ class SnapshotWriter:
     def finish(self) -> WriteResult:
         """Reference the remaining unchanged pages, write the last group, sync the store."""
         try:
-            self._keep_until(self.page_count + 1)
             self._flush()
             for fut in self._pending:
                 fut.result()
@@ -249,7 +247,8 @@ class SnapshotWriter:
         self._pool.shutdown(wait=True)
         self._io.shutdown(wait=True)
         self.store.sync()
-        index = PageIndex(self.page_size, self.page_count, self.objects, self.runs,
+        table, runs = self._runs()
+        index = PageIndex(self.page_size, self.page_count, table, runs,
                           hashlib.sha256(self.digests).hexdigest())
         index.check("new page index")
         return WriteResult(index, self.changed, self.repacked, self.new_objects, self.new_bytes,
@@ -278,7 +277,7 @@ class SnapshotWriter:
 def write_snapshot(store: ObjectStore, changed_pages: Iterable[tuple[int, bytes]],
                    previous_index: PageIndex | None, page_count: int, *, page_size: int,
                    level: int = 3) -> WriteResult:
-    """The next snapshot from only its changed pages (ascending page numbers).
+    """The next snapshot from only its changed pages (any order; a later one wins).
 
     The entry point for the WAL archive: `changed_pages` is the latest version
     of every page changed since `previous_index`'s consistent point; pages not
