@@ -28,8 +28,8 @@ def procs(tmp_path):
     started: list = []
 
     class Factory:
-        def writer(self, db, rate=300.0, existing=5000, user=None) -> LoggedWriter:
-            w = LoggedWriter(db, tmp_path, rate, existing, len(started), user)
+        def writer(self, db, rate=300.0, existing=5000, user=None, workdir=None) -> LoggedWriter:
+            w = LoggedWriter(db, workdir or tmp_path, rate, existing, len(started), user)
             started.append(w)
             return w
 

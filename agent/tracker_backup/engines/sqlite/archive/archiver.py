@@ -461,6 +461,8 @@ class SqliteArchiver:
     def rewind(self) -> None:
         if self.shipper is not None:
             self.shipper.rewind()
+            # Re-read entries get their observed times again (monotone from the last published).
+            self._last_t = self.shipper.last_published_time or 0.0
         self._salts, self._next_frame = self._published_cursor
 
     # -- housekeeping ----------------------------------------------------------------------
