@@ -75,11 +75,11 @@ class LoggedWriter:
 class ArchiverProc:
     """tests/support/run_archiver.py: the real Runner + SqliteArchiver in a child process."""
 
-    def __init__(self, db: Path, backup: Path, log: Path, *extra: str):
+    def __init__(self, db: Path, backup: Path, log: Path, *extra: str, env: dict | None = None):
         self.log_path = log
         self.fh = open(log, "ab")
         self.proc = subprocess.Popen([sys.executable, str(ARCHIVER), str(db), str(backup), *extra],
-                                     stdout=self.fh, stderr=self.fh)
+                                     stdout=self.fh, stderr=self.fh, env=env)
 
     def wait_for(self, text: str, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout

@@ -33,8 +33,8 @@ def procs(tmp_path):
             started.append(w)
             return w
 
-        def archiver(self, db, backup, *extra) -> ArchiverProc:
-            a = ArchiverProc(db, backup, tmp_path / "archiver.log", *extra)
+        def archiver(self, db, backup, *extra, env=None) -> ArchiverProc:
+            a = ArchiverProc(db, backup, tmp_path / "archiver.log", *extra, env=env)
             started.append(a)
             return a
 
