@@ -20,7 +20,7 @@ from typing import BinaryIO
 
 from tracker_backup.archive.segment import SegmentError, SegmentInfo, iter_entries
 from tracker_backup.archive.store import Generation, SourceArchive
-from tracker_backup.artifacts import CHUNK, open_decompressed
+from tracker_backup.artifacts import CHUNK, hash_file, open_decompressed
 from tracker_backup.errors import RunFailed
 
 
@@ -62,12 +62,22 @@ class GenerationRange:
         return min((b.time for b in self.bases), default=None)
 
 
+def _open_checked(path: Path, compression: str, sha256: str | None) -> BinaryIO:
+    """The base's plain bytes, after its stored bytes matched the sha256 of its description."""
+    if sha256 is not None:
+        _size, digest = hash_file(path)
+        if digest != sha256:
+            raise RunFailed(f"archive base {path} is damaged: sha256 {digest} where its "
+                            f"description says {sha256}")
+    return open_decompressed(path, compression)
+
+
 def _own_bases(gen: Generation) -> list[BaseRef]:
     refs = []
     for b in gen.bases():
-        path, comp = b.path, b.info.get("compression", "zstd")
+        path, comp, sha = b.path, b.info.get("compression", "zstd"), b.info.get("sha256")
         refs.append(BaseRef(gen.id, b.seq, b.time, f"archive base {gen.id}/{b.path.name}",
-                            lambda p=path, c=comp: open_decompressed(p, c)))
+                            lambda p=path, c=comp, h=sha: _open_checked(p, c, h)))
     return refs
 
 
