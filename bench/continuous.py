@@ -50,6 +50,7 @@ from common import (  # noqa: E402
 )
 from dbgen import parse_size, size_label  # noqa: E402
 
+sys.path.insert(0, str(AGENT))
 from support.archive_kit import LoggedWriter  # noqa: E402
 from support.tracker_db import METRIC  # noqa: E402
 
