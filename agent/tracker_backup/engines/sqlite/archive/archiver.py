@@ -72,6 +72,13 @@ def check_wal_mode(db: Path) -> None:
         raise UsageError(wal_advice(db))
 
 
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
+
+
 def _connect(db: Path, timeout: float, *, threads: bool = False) -> sqlite3.Connection:
     return sqlite3.connect(str(db), timeout=timeout, isolation_level=None,
                            check_same_thread=not threads)
@@ -542,6 +549,7 @@ class SqliteArchiver:
 
     def _allow_reset(self) -> bool:
         """Let the WAL restart: checkpoint, then under the writer lock ship the rest and move to slot 0."""
+        self._cycle_read()  # a fresh read mark: the checkpoint below then backfills nearly all
         with contextlib.suppress(sqlite3.Error):
             self._ckpt.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             self.checkpoints += 1
@@ -595,7 +603,9 @@ class SqliteArchiver:
             pending=sh.pending if sh else 0, lag_seconds=lag,
             stalled=("database is missing" if self._missing_since else None),
             extra={"wal_frames": self._hdr.mx_frame if self._hdr else 0,
-                   "max_lock_ms": round(self.max_lock_ms, 3), "wal_resets": self.resets,
+                   "max_lock_ms": round(self.max_lock_ms, 3),
+                   "lock_ms_p50": _pct(self.lock_ms, 0.5), "lock_ms_p99": _pct(self.lock_ms, 0.99),
+                   "locks": len(self.lock_ms), "wal_resets": self.resets,
                    "base": "copying" if self._base_thread and self._base_thread.is_alive()
                    else (self._base_error or "ok")})
 
