@@ -160,28 +160,43 @@ class Generation:
 
     def iter_entries(self, after: int, upto: int | None = None,
                      segments: list[SegmentInfo] | None = None) -> Iterator[Entry]:
-        """Entries after+1 .. upto (inclusive; None = all), verified; SegmentError on a fault."""
-        segs, problem = (segments, None) if segments is not None else self.segments()
-        expect = after + 1
+        """Entries after+1 .. upto (inclusive; None = all), verified; SegmentError on a fault.
+
+        A segment stopped at `upto` is still read to its end, so its chain and
+        checksums are verified before the iterator ends. A segment that vanished
+        (a compaction merged it meanwhile) is looked up again.
+        """
         first = self.start()[0]
+        expect = after + 1
         if expect < first:
             raise SegmentError(f"{self.path}: entries before {first} were removed by retention")
-        for seg in segs:
-            if seg.last_seq <= after:
-                continue
-            if upto is not None and seg.first_seq > upto:
-                return
-            for entry in iter_entries(seg.path):
-                if entry.seq <= after:
-                    continue
-                if upto is not None and entry.seq > upto:
-                    return
-                expect = entry.seq + 1
-                yield entry
-        if problem and (upto is None or expect <= upto):
+        segs, problem = (segments, None) if segments is not None else self.segments()
+        relisted = 0
+        while upto is None or expect <= upto:
+            seg = next((s for s in segs if s.first_seq <= expect <= s.last_seq), None)
+            if seg is None:
+                break
+            try:
+                entries = iter_entries(seg.path)
+                for entry in entries:
+                    if entry.seq < expect:
+                        continue
+                    if upto is not None and entry.seq > upto:
+                        for _ in entries:  # verify the rest of this segment too
+                            pass
+                        return
+                    expect = entry.seq + 1
+                    yield entry
+            except SegmentError:
+                if seg.path.exists() or relisted >= 3:
+                    raise
+                relisted += 1
+                segs, problem = self.segments()
+        if upto is None and problem:
             raise SegmentError(problem)
         if upto is not None and expect <= upto:
-            raise SegmentError(f"{self.path}: entry {expect} is not in the archive (wanted up to {upto})")
+            raise SegmentError(problem or f"{self.path}: entry {expect} is not in the archive "
+                               f"(wanted up to {upto})")
 
     def remove_debris(self) -> list[str]:
         """Temporary files, bases without their description, segments covered by a merge."""
