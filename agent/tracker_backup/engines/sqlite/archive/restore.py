@@ -242,6 +242,19 @@ def changed_pages(generation: Generation, base_seq: int, end_seq: int,
     return db_pages, pages()
 
 
+def drill_point(backup_path: Path, rng, *, source: str = "sqlite",
+                extra_bases: list[BaseRef] | None = None) -> float | None:
+    """A random second inside the newest restorable generation (None: nothing to drill)."""
+    rs = [r for r in ranges(backup_path, source, extra_bases) if r.bases and r.segments]
+    if not rs:
+        return None
+    r = rs[-1]
+    lo, hi = r.oldest_time, r.newest_time
+    if lo is None or hi is None or hi <= lo:
+        return None
+    return rng.uniform(lo, hi)
+
+
 def parse_at(text: str) -> float | None:
     """`latest` → None; ISO-8601 UTC (`2026-12-01T07:00:05Z`, fractions allowed) → POSIX s."""
     if text == "latest":
