@@ -135,7 +135,7 @@ def test_tracker_restart_and_wal_resets_keep_one_generation(tmp_path, tracker, p
     time.sleep(1)
     assert arch.stop() == 0
     log = arch.log_path.read_text()
-    resets = int(log.rsplit("wal resets ", 1)[1].split()[0])
+    resets = int(log.rsplit("wal resets ", 1)[1].split(",")[0])
     assert resets >= 1, log
     assert len(SourceArchive(backup, "sqlite").generations()) == 1
     assert max(wal_sizes) < 2500 * 4120, f"WAL not bounded: {max(wal_sizes)} bytes"
