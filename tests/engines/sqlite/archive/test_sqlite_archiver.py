@@ -260,3 +260,23 @@ def test_writer_as_uid_1000_keeps_its_files_owner(tmp_path, procs):
             assert p.stat().st_uid == 1000, f"{p.name} owned by {p.stat().st_uid}"
     finally:
         shutil.rmtree(request_cleanup, ignore_errors=True)
+
+
+def test_a_transaction_larger_than_the_buffer_is_streamed_and_restored(tmp_path, tracker, procs):
+    db, _ = tracker
+    backup = tmp_path / "backup"
+    arch = procs.archiver(db, backup)
+    arch.wait_for("archive base")
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("CREATE TABLE big (id INTEGER PRIMARY KEY, data BLOB)")
+    conn.execute("BEGIN")
+    conn.executemany("INSERT INTO big(data) VALUES (?)", ((os.urandom(3000),) for _ in range(8000)))
+    conn.execute("COMMIT")  # ~24 MB of pages in one commit: more than the 16 MB buffer
+    want = conn.execute("SELECT count(*), sum(length(data)), max(id) FROM big").fetchone()
+    conn.close()
+    time.sleep(1.5)
+    assert arch.stop() == 0
+    restore_at(backup, None, tmp_path / "r.db")
+    got = sqlite3.connect(tmp_path / "r.db").execute(
+        "SELECT count(*), sum(length(data)), max(id) FROM big").fetchone()
+    assert got == want
