@@ -19,7 +19,7 @@ deb:
 	rm -rf "$(BUILD_DIR)"
 	mkdir -p "$(BUILD_DIR)/src" "$(DIST_DIR)"
 	tar -cf - --exclude=__pycache__ --exclude='*.egg-info' --exclude=.debhelper \
-		agent units packaging docs pyproject.toml README.md | tar -xf - -C "$(BUILD_DIR)/src"
+		agent units packaging docs pyproject.toml setup.cfg README.md | tar -xf - -C "$(BUILD_DIR)/src"
 	cp -a packaging/debian "$(BUILD_DIR)/src/debian"
 	cd "$(BUILD_DIR)/src" && env $(CLEAN_PATH) dpkg-buildpackage -us -uc -b >../build.log 2>&1 || \
 		{ tail -40 ../build.log >&2; exit 1; }
