@@ -155,7 +155,7 @@ class SqliteArchiver:
         if reason is None:
             self.generation = gen
             self.shipper = Shipper(gen, zstd_level=self.zstd_level)
-            meta = self.shipper.last_published_meta
+            meta = self.shipper.last_published_meta or gen.bases()[0].info["position"]
             self._salts, self._next_frame = (meta["salt1"], meta["salt2"]), meta["frame"] + 1
             self._published_cursor = (self._salts, self._next_frame)
             log.info("%s: continuing archive generation %s after entry %d", self.source, gen.id,
@@ -209,9 +209,15 @@ class SqliteArchiver:
         segs, problem = gen.segments()
         if problem:
             return f"the archive generation {gen.id} is damaged ({problem})"
-        if not segs:
-            return "the previous generation holds no entries yet"
-        meta = segs[-1].trailer.get("last_meta") or {}
+        if segs:
+            meta = segs[-1].trailer.get("last_meta") or {}
+        else:
+            bases = [b for b in gen.bases() if b.seq == 0]
+            if not bases:
+                return "the previous generation holds neither entries nor a base"
+            meta = bases[0].info.get("position") or {}
+            if meta.get("frame") == 0:
+                return "the previous generation's base was taken at an empty WAL"
         hdr = self._hdr
         try:
             salts, frame, cksum = (meta["salt1"], meta["salt2"]), meta["frame"], tuple(meta["cksum"])
@@ -290,6 +296,10 @@ class SqliteArchiver:
             conn.close()
             raise
         position = {"salt1": hdr.salt1, "salt2": hdr.salt2, "frame": hdr.mx_frame}
+        last = wal.read_frame_header(self._wal_fd, self.page_size, hdr.mx_frame) \
+            if hdr.mx_frame else None
+        if last is not None:
+            position["cksum"] = list(last.cksum)  # proves continuity after a restart
         gen, t = self.generation, time.time()
         self._base_error = None
         self._base_thread = threading.Thread(target=self._copy_base, name="archive-base",
