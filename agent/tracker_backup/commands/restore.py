@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tracker_backup import engines, logs
 from tracker_backup import restore_plan as planning
+from tracker_backup.archive.times import parse_at
 from tracker_backup.commands.args import snapshot_command
 from tracker_backup.config import Config
 from tracker_backup.engines.contract import Engine, RestoreContext, RestoreResult
@@ -59,6 +60,10 @@ def restore_handler(args: argparse.Namespace, config: Config, out) -> int:
             raise UsageError("--at restores one kind from its continuous archive: give --kind sqlite")
         if args.id != "latest":
             raise UsageError("--at picks its own base: give no snapshot ID with it")
+        try:
+            parse_at(args.at)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
         return restore_at(config, args, kinds[0], out)
     return restore(config, args, snap_id=args.id, kinds=kinds, dry_run=args.dry_run, out=out)
 

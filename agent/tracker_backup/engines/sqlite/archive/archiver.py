@@ -342,13 +342,23 @@ class SqliteArchiver:
         if gen is None or (self._base_thread is not None and self._base_thread.is_alive()):
             return False
         bases = gen.bases()
-        if not bases:
-            return True
-        newest = bases[-1]
+        if bases:
+            seq, when, size = bases[-1].seq, bases[-1].time, bases[-1].info.get("bytes", 0)
+        else:
+            first = gen.start()[0]
+            if first == 1:
+                return True  # no base at all
+            # Retention removed the own bases: a kept snapshot is the anchor (PRUNED.json).
+            try:
+                when = (gen.path / "PRUNED.json").stat().st_mtime
+                size = os.stat(self.db).st_size
+            except OSError:
+                return True
+            seq = first - 1
         segs, _ = gen.segments()
-        after = sum(s.bytes for s in segs if s.first_seq > newest.seq)
-        return (after > self.base_growth * newest.info.get("bytes", 0) + (64 << 20)
-                or time.time() - newest.time > self.base_max_age)
+        after = sum(s.bytes for s in segs if s.first_seq > seq)
+        return (after > self.base_growth * size + (64 << 20)
+                or time.time() - when > self.base_max_age)
 
     # -- reading the WAL -------------------------------------------------------------------
     def observe(self) -> None:

@@ -14,12 +14,12 @@ import bisect
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
 from tracker_backup.archive.segment import SegmentError, SegmentInfo, iter_entries
 from tracker_backup.archive.store import Generation, SourceArchive
+from tracker_backup.archive.times import format_time, parse_at  # noqa: F401 - re-exported
 from tracker_backup.artifacts import CHUNK, hash_file, open_decompressed
 from tracker_backup.errors import RunFailed
 
@@ -253,26 +253,3 @@ def drill_point(backup_path: Path, rng, *, source: str = "sqlite",
     if lo is None or hi is None or hi <= lo:
         return None
     return rng.uniform(lo, hi)
-
-
-def parse_at(text: str) -> float | None:
-    """`latest` → None; ISO-8601 UTC (`2026-12-01T07:00:05Z`, fractions allowed) → POSIX s."""
-    if text == "latest":
-        return None
-    value = text.strip()
-    if value.endswith("Z"):
-        value = value[:-1] + "+00:00"
-    try:
-        ts = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"--at {text!r}: expected 'latest' or an ISO-8601 UTC time such as "
-                         "2026-12-01T07:00:05Z") from None
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=UTC)
-    return ts.timestamp()
-
-
-def format_time(t: float | None) -> str:
-    if t is None:
-        return "latest"
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
