@@ -280,3 +280,38 @@ def test_a_transaction_larger_than_the_buffer_is_streamed_and_restored(tmp_path,
     got = sqlite3.connect(tmp_path / "r.db").execute(
         "SELECT count(*), sum(length(data)), max(id) FROM big").fetchone()
     assert got == want
+
+
+def test_a_database_that_shrinks_and_grows_again_restores_at_every_step(tmp_path, tracker, procs):
+    db, _ = tracker
+    backup = tmp_path / "backup"
+    arch = procs.archiver(db, backup)
+    arch.wait_for("archive base")
+    conn = sqlite3.connect(db, isolation_level=None)
+    states = []
+
+    def mark():
+        time.sleep(0.3)
+        states.append((time.time(), conn.execute("PRAGMA page_count").fetchone()[0],
+                       conn.execute("SELECT count(*) FROM keys").fetchone()[0]))
+        time.sleep(0.3)
+
+    conn.execute("CREATE TABLE big (id INTEGER PRIMARY KEY, data BLOB)")
+    conn.executemany("INSERT INTO big(data) VALUES (?)", ((os.urandom(2000),) for _ in range(2000)))
+    mark()
+    conn.execute("DROP TABLE big")
+    conn.execute("VACUUM")  # in WAL mode: every page rewritten, the database truncated
+    mark()
+    conn.execute("INSERT INTO keys(key, valid_until) VALUES ('after-vacuum', 1)")
+    mark()
+    conn.close()
+    time.sleep(1)
+    assert arch.stop() == 0
+    assert states[1][1] < states[0][1] / 2, states
+    for n, (at, pages, keys) in enumerate(states):
+        restore_at(backup, at, tmp_path / f"s{n}.db")
+        r = sqlite3.connect(tmp_path / f"s{n}.db")
+        assert (r.execute("PRAGMA page_count").fetchone()[0],
+                r.execute("SELECT count(*) FROM keys").fetchone()[0]) == (pages, keys)
+        assert os.path.getsize(tmp_path / f"s{n}.db") == pages * 4096
+        assert r.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

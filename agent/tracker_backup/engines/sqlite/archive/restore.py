@@ -184,11 +184,13 @@ def build(p: Plan, dest: Path, *, page_size: int | None = None,
             raw = int.from_bytes(header[16:18], "big")
             page_size = 65536 if raw == 1 else raw
         applied = 0
+        pages = _PageCache(fd, page_size, size)
         for entry in p.generation.iter_entries(p.base.seq, p.target_seq, p.segments):
-            _apply(fd, entry.meta, entry.data, page_size)
+            pages.apply(entry.meta, entry.data)
             applied += 1
             if progress and applied % 1000 == 0:
                 progress(applied)
+        pages.flush()
         os.fsync(fd)
         size = os.fstat(fd).st_size
     except SegmentError as exc:
@@ -205,13 +207,45 @@ def build(p: Plan, dest: Path, *, page_size: int | None = None,
             "bytes": size}
 
 
-def _apply(fd: int, meta: dict, data: bytes, page_size: int) -> None:
-    view = memoryview(data)
-    for i, pgno in enumerate(meta["pages"]):
-        os.pwrite(fd, view[i * page_size:(i + 1) * page_size], (pgno - 1) * page_size)
-    end = meta["db_pages"] * page_size
-    if os.fstat(fd).st_size > end:
-        os.ftruncate(fd, end)
+class _PageCache:
+    """Replays entries with the newest version of each page kept in memory (bounded).
+
+    A hot page (the tracker's metrics row) is rewritten by nearly every commit:
+    keeping the last version and writing it once is what makes replay fast.
+    Truncations are applied in order: pages past the new end are dropped from
+    the cache and the file is cut, so a page freed and never rewritten stays gone.
+    """
+
+    LIMIT = 64 << 20  # bytes of pages held before they are written out
+
+    def __init__(self, fd: int, page_size: int, size: int):
+        self.fd, self.page_size, self.size = fd, page_size, size
+        self.pages: dict[int, bytes] = {}
+        self.high = 0  # highest page number held in the cache
+
+    def apply(self, meta: dict, data: bytes) -> None:
+        ps = self.page_size
+        for i, pgno in enumerate(meta["pages"]):
+            self.pages[pgno] = data[i * ps:(i + 1) * ps]
+            self.high = max(self.high, pgno)
+        end_pages = meta["db_pages"]
+        if max(self.high, self.size // ps) > end_pages:
+            for pgno in [p for p in self.pages if p > end_pages]:
+                del self.pages[pgno]
+            self.high = min(self.high, end_pages)
+            if self.size > end_pages * ps:
+                os.ftruncate(self.fd, end_pages * ps)
+                self.size = end_pages * ps
+        if len(self.pages) * ps > self.LIMIT:
+            self.flush()
+
+    def flush(self) -> None:
+        ps = self.page_size
+        for pgno in sorted(self.pages):
+            os.pwrite(self.fd, self.pages[pgno], (pgno - 1) * ps)
+            self.size = max(self.size, pgno * ps)
+        self.pages.clear()
+        self.high = 0
 
 
 def changed_pages(generation: Generation, base_seq: int, end_seq: int,
