@@ -56,7 +56,7 @@ from support.tracker_db import METRIC  # noqa: E402
 
 COLUMNS = ["round", "phase", "w_rate", "w_errors", "w_p50_ms", "w_p99_ms", "p99_x_idle", "w_max_ms",
            "stored_mb", "x_db", "lost", "lost_acked_1s", "pitr_exact", "pitr_gap_ms",
-           "restore_s", "restore_ok", "peak_rss_mb", "max_lock_ms"]
+           "restore_s", "check_s", "restore_ok", "peak_rss_mb", "cpu_pct", "max_lock_ms"]
 
 
 class RssSampler(threading.Thread):
@@ -68,12 +68,15 @@ class RssSampler(threading.Thread):
 
         self.proc = psutil.Process(pid)
         self.peak = 0
+        self.cpu = 0.0
         self.stop_flag = threading.Event()
 
     def run(self) -> None:
         while not self.stop_flag.is_set():
             with contextlib.suppress(Exception):
                 self.peak = max(self.peak, self.proc.memory_info().rss)
+                t = self.proc.cpu_times()
+                self.cpu = t.user + t.system
             time.sleep(0.05)
 
 
@@ -173,7 +176,9 @@ def phase(name: str, args, work: Path, size: int) -> dict:
         sampler = RssSampler(tool.pid)
         sampler.start()
     writer = LoggedWriter(db, pdir, args.rate, 10_000, 0)
+    cpu0 = sampler.cpu if sampler else 0.0
     time.sleep(args.seconds)
+    cpu1 = sampler.cpu if sampler else 0.0
     row: dict = {"phase": name}
     if tool is None:
         st = writer.stop()
@@ -190,6 +195,7 @@ def phase(name: str, args, work: Path, size: int) -> dict:
         tool.wait()
         sampler.stop_flag.set()
         row["peak_rss_mb"] = round(sampler.peak / MB, 1)
+        row["cpu_pct"] = round(100 * (cpu1 - cpu0) / args.seconds, 1)
     commits = writer.commits()
     row.update({"w_rate": round(len(commits) / args.seconds, 1), "w_errors": st.get("errors"),
                 "w_p50_ms": round(st.get("p50_ms", 0), 3), "w_p99_ms": round(st.get("p99_ms", 0), 3),
@@ -211,6 +217,8 @@ def phase(name: str, args, work: Path, size: int) -> dict:
         secs, ok, text = litestream_restore(args.litestream, replica, out, None)
     row["restore_s"] = round(secs, 2)
     check = check_copy(out) if ok and out.exists() else {"ok": False}
+    # The agent's restore runs integrity_check itself (Litestream's does not): its cost.
+    row["check_s"] = check.get("check_s")
     row["restore_ok"] = bool(ok and check["ok"])
     if not row["restore_ok"]:
         row["restore_error"] = text[-500:]

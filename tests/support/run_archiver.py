@@ -22,7 +22,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("db")
     ap.add_argument("backup")
-    ap.add_argument("--wal-reset-pages", type=int, default=4000)
+    ap.add_argument("--wal-reset-pages", type=int, default=16000)
     ap.add_argument("--publish-interval", type=float, default=0.5)
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="archiver: %(levelname)s: %(message)s")

@@ -101,7 +101,7 @@ class SqliteArchiver:
 
     def __init__(self, database: Path, backup_path: Path, *, source: str = "sqlite",
                  busy_timeout: float = 5.0, lock_wait: float = 0.02,
-                 wal_reset_pages: int = 4000, zstd_level: int = 3,
+                 wal_reset_pages: int = 16000, zstd_level: int = 3,
                  base_growth: float = 1.0, base_max_age: float = 86400.0):
         self.source = source
         self.db = Path(database)
