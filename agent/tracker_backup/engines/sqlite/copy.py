@@ -22,7 +22,7 @@ from pathlib import Path
 
 from tracker_backup.artifacts import fsync_file
 from tracker_backup.engines.contract import RunContext
-from tracker_backup.engines.sqlite.archive.position import begin_read_at_position
+from tracker_backup.engines.sqlite.archive.position import WalPosition
 from tracker_backup.engines.sqlite.header import uri
 from tracker_backup.engines.sqlite.side_files import match_side_files
 from tracker_backup.errors import SourceError
@@ -47,6 +47,8 @@ def copy_snapshot(db: Path, raw: Path, ctx: RunContext, *, busy_timeout: float,
     open; exceeding it raises _Deadline after releasing the lock.
     """
     # timeout=0: no SQLite busy handler; _begin_read polls for the lock itself.
+    # Opened before, closed after the source connection: see WalPosition (fcntl locks).
+    wal_position = WalPosition(db).__enter__()
     src = sqlite3.connect(uri(db, mode="ro"), uri=True, isolation_level=None,
                           timeout=0, check_same_thread=False)
     dst = None
@@ -65,7 +67,7 @@ def copy_snapshot(db: Path, raw: Path, ctx: RunContext, *, busy_timeout: float,
             def begin() -> None:
                 _begin_read(src, busy_timeout)
             begin.conn = src  # type: ignore[attr-defined]
-            position = begin_read_at_position(begin, db)
+            position = wal_position.begin(begin)
         else:
             _begin_read(src, busy_timeout)
         locked_at = time.monotonic()
@@ -104,6 +106,7 @@ def copy_snapshot(db: Path, raw: Path, ctx: RunContext, *, busy_timeout: float,
         raise SourceError(f"sqlite: copying {db} to {raw.parent} failed: {exc}") from None
     finally:
         src.close()  # before dst: closing an aborted copy must not extend the lock
+        wal_position.__exit__(None, None, None)
         if dst is not None:
             dst.close()
         fixed = match_side_files(db)

@@ -6,22 +6,28 @@ import hashlib
 import sqlite3
 import time
 
-from support.archive_kit import applied_prefix, restore_at
+from support.archive_kit import (  # noqa: F401 - the fixtures tracker and procs
+    applied_prefix,
+    procs_fixture,
+    restore_at,
+    tracker_fixture,
+)
 from tracker_backup.archive.store import SourceArchive
 from tracker_backup.artifacts import open_decompressed
 from tracker_backup.engines.sqlite.archive import restore as pitr
-from tracker_backup.engines.sqlite.archive.position import begin_read_at_position, reader_begin, resolve
+from tracker_backup.engines.sqlite.archive.position import WalPosition, reader_begin, resolve
 
 
 def _snapshot(db, dest):
     """What a timer run does: a read transaction at a recorded position, the backup API."""
-    src = sqlite3.connect(f"file:{db}?mode=ro", uri=True, isolation_level=None)
-    position = begin_read_at_position(reader_begin(src), db)
-    out = sqlite3.connect(dest)
-    src.backup(out)
-    out.close()
-    src.execute("ROLLBACK")
-    src.close()
+    with WalPosition(db) as wal_position:
+        src = sqlite3.connect(f"file:{db}?mode=ro", uri=True, isolation_level=None)
+        position = wal_position.begin(reader_begin(src))
+        out = sqlite3.connect(dest)
+        src.backup(out)
+        out.close()
+        src.execute("ROLLBACK")
+        src.close()
     return position
 
 

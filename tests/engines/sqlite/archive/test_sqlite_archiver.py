@@ -14,7 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from support.archive_kit import applied_prefix, restore_at
+from support.archive_kit import (  # noqa: F401 - the fixtures tracker and procs
+    applied_prefix,
+    procs_fixture,
+    restore_at,
+    tracker_fixture,
+)
 from tracker_backup.archive.store import SourceArchive
 from tracker_backup.engines.sqlite.archive.archiver import SqliteArchiver
 from tracker_backup.errors import UsageError

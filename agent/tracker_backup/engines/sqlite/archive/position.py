@@ -26,32 +26,56 @@ from tracker_backup.engines.sqlite.archive import wal
 TRIES = 20
 
 
-def begin_read_at_position(begin: Callable[[], None], db: Path,
-                           lock_wait: float = 0.05) -> dict | None:
-    """Call `begin()` (which starts a read transaction) and return its exact WAL position.
+class WalPosition:
+    """Reads the wal-index beside `db` while a read transaction begins (a context manager).
 
-    None when the database has no wal-index (not in WAL mode) or the position
-    could not be proven; `begin()` has run either way.
+    Keep it open until the read transaction has ENDED: closing any descriptor of
+    the -shm file drops every POSIX lock this process holds on it, SQLite's read
+    lock included (fcntl semantics), which would let a checkpoint overwrite the
+    pages being copied.
     """
-    try:
-        shm_fd = os.open(f"{db}-shm", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        begin()
-        return None
-    try:
+
+    def __init__(self, db: Path):
+        self.db = Path(db)
+        self.fd = -1
+
+    def __enter__(self) -> WalPosition:
+        try:
+            self.fd = os.open(f"{self.db}-shm", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            self.fd = -1
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def begin(self, begin: Callable[[], None], lock_wait: float = 0.05) -> dict | None:
+        """Call `begin()` (which starts a read transaction) and return its exact WAL position.
+
+        None when the database has no wal-index (not in WAL mode) or the position
+        could not be proven; `begin()` has run either way.
+        """
+        if self.fd < 0:
+            begin()  # the first connection to the database creates the wal-index
+            self.__enter__()
+            if self.fd < 0:
+                return None
+            _end(begin)
         for attempt in range(TRIES + 1):
             locker = None
             if attempt == TRIES:
-                locker = sqlite3.connect(str(db), timeout=lock_wait, isolation_level=None)
+                locker = sqlite3.connect(str(self.db), timeout=lock_wait, isolation_level=None)
                 try:
                     locker.execute("BEGIN IMMEDIATE")
                 except sqlite3.OperationalError:
                     locker.close()
                     locker = None
             try:
-                before = wal.read_index_header(shm_fd)
+                before = wal.read_index_header(self.fd)
                 begin()
-                after = wal.read_index_header(shm_fd)
+                after = wal.read_index_header(self.fd)
             finally:
                 if locker is not None:
                     with contextlib.suppress(sqlite3.Error):
@@ -59,14 +83,12 @@ def begin_read_at_position(begin: Callable[[], None], db: Path,
                     locker.close()
             if before is not None and after is not None and \
                     (before.salts, before.mx_frame) == (after.salts, after.mx_frame):
-                st = os.stat(db)
+                st = os.stat(self.db)
                 return {"salt1": after.salt1, "salt2": after.salt2, "frame": after.mx_frame,
                         "time": time.time(), "dev": st.st_dev, "ino": st.st_ino}
             if attempt < TRIES:
                 _end(begin)
         return None
-    finally:
-        os.close(shm_fd)
 
 
 def _end(begin: Callable[[], None]) -> None:
