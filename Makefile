@@ -1,4 +1,4 @@
-# make deb      build dist/tracker-backup_<version>_all.deb (Debian 12: needs the build
+# make deb      build dist/tracker-backup_<version>_all.deb (Debian 12 or 13: needs the build
 #               packages listed in docs/install.md; ./scripts/setup-test-env installs them)
 # make lintian  build, then run lintian on the package
 # BUILD_DIR / DIST_DIR may be overridden (the e2e tests build into their own temp dirs).

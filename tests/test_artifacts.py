@@ -42,12 +42,12 @@ def test_writer_records_the_stored_bytes_hash_and_reads_back_the_original(tmp_pa
 
 
 def test_artifacts_are_private_files_in_private_directories(tmp_path):
-    os.umask(0o022)
+    previous = os.umask(0o022)  # a permissive caller: the artifact must not inherit it
     try:
         with ArtifactWriter(tmp_path, "d/x", source="s", content="sql", compression="none") as w:
             w.write(b"x")
     finally:
-        os.umask(0o077)
+        os.umask(previous)
     assert stat.S_IMODE((tmp_path / "d/x").stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o700
 
