@@ -69,6 +69,14 @@ def prune(config: Config, *, dry_run: bool, out=None) -> list[Decision]:
             print(f"{'would free' if dry_run else 'freed'} {human_bytes(freed)} ({freed} bytes)",
                   file=out)
         kept = sum(1 for d in decisions if d.keep)
+        # The continuous archive: only what no kept snapshot (or own base) needs goes.
+        kept_snaps = [by_id[d.id] for d in decisions if d.keep]
+        for engine in engines.configured(config):
+            for line in engine.archive_prune(config, kept_snaps, dry_run):
+                if out is not None:
+                    print(line, file=out)
+                if not dry_run:
+                    log.info("retention: %s", line)
         if not dry_run:
             logs.event("pruned", f"retention kept {kept} snapshots, deleted {len(deleted)}, "
                        f"freed {human_bytes(freed)}",

@@ -230,6 +230,11 @@ class Engine(ABC):
                      args: argparse.Namespace) -> RestoreStep:
         """Resolve the target (args.to, the configured one), plan it; reads only."""
 
+    def plan_restore_at(self, config: Config, at: str, to: Path | None) -> RestoreStep:
+        """`restore --at TIME|latest`: a step rebuilding this kind from its continuous archive."""
+        del config, at, to
+        raise UsageError(f"--at: there is no continuous archive for {self.kind}")
+
     @abstractmethod
     def drill(self, config: Config, snap: Snapshot, part: Part, scratch: Path) -> DrillResult:
         """Restore into scratch space and check it; SnapshotDamaged if the bytes are bad."""
@@ -268,6 +273,21 @@ class Engine(ABC):
         nothing of this engine's lives outside snapshots."""
         del backup_path, dry_run, deleting
         return None
+
+    def archive_report(self, config: Config, snapshots: list[Snapshot]) -> dict | None:
+        """The continuous archive's range, lag and warnings for list/status (None: no archive)."""
+        del config, snapshots
+        return None
+
+    def archive_drill(self, config: Config, scratch: Path) -> dict | None:
+        """Restore the continuous archive to a random second into scratch and check it."""
+        del config, scratch
+        return None
+
+    def archive_prune(self, config: Config, kept: list[Snapshot], dry_run: bool) -> list[str]:
+        """Retention of the continuous archive, given the snapshots kept; lines of what went."""
+        del config, kept, dry_run
+        return []
 
     def archiver(self, config: Config) -> Archiver | None:
         """The engine's continuous archiver (archive/protocol.py), if it offers one and the
