@@ -180,3 +180,46 @@ def test_check_config_and_run_say_the_space_needed_before_starting(tmp_path):
     assert "free space: a run needs about" in run.stderr
     host.cli("run", check=True)
     assert "twice the largest new bytes" in host.cli("check-config", check=True).stdout
+
+
+def test_with_the_archiver_running_the_next_snapshot_is_built_from_the_archive(
+        tmp_path, start_writer):
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tracker_backup.engines.sqlite.pages.from_archive import archiver_running
+
+    archiver_script = Path(__file__).resolve().parents[3] / "support" / "run_archiver.py"
+    host = make_host(tmp_path, rows=8000, backup=PAGES, sqlite="continuous = yes", files=False,
+                     retention="keep_last = 10\nkeep_days = 0")
+    host.backups.mkdir(mode=0o700)
+    archiver = subprocess.Popen([sys.executable, str(archiver_script), str(host.db),
+                                 str(host.backups), "--publish-interval", "0.2"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not archiver_running(host.backups):
+            assert time.monotonic() < deadline and archiver.poll() is None, archiver.stderr.read()
+            time.sleep(0.05)
+        writer = start_writer(host.db, rate=200, existing=8000)
+        host.cli("run", check=True)  # the first page snapshot reads the database
+        time.sleep(1.0)
+        writer.stop()
+        time.sleep(1.5)  # the archiver ships the last commits (every 0.2 s)
+        host.cli("run", check=True)
+        first, second = (manifest(s)["sources"]["sqlite"] for s in host.snapshots())
+        assert first["method"] == "wal-snapshot"
+        assert second["method"] == "archive", second
+        assert second["archive_entries"] > 0 and second["changed_pages"] < second["page_count"]
+        out = tmp_path / "from-archive.db"
+        host.cli("restore", host.snapshots()[-1].name, "--kind", "sqlite", "--to", str(out),
+                 check=True)
+        live = sqlite3.connect(f"file:{host.db}?mode=ro", uri=True)
+        assert restored_content(out) == content(live)  # the writer stopped: the same state
+        live.close()
+        assert host.cli("verify", "--all").returncode == 0
+    finally:
+        archiver.send_signal(signal.SIGTERM)
+        archiver.communicate(timeout=30)

@@ -90,7 +90,12 @@ class PagesBackup:
     def run(self) -> tuple[str, list[Artifact], dict]:
         """(method, [index artifact], manifest details); SourceError on failure."""
         started = time.monotonic()
-        if self.mode == "wal":
+        archived = self._from_archive() if self.mode == "wal" else None
+        if archived is not None:
+            method = "archive"  # the commits since the previous snapshot, from the archive
+            result, info = archived
+            check = self._check_reassembled(result.index)
+        elif self.mode == "wal":
             method = "wal-snapshot"  # how consistency was had; "layout" says how it is stored
             result, info, check = self._read(deadline=None, check_pinned=True)
         else:
@@ -120,6 +125,36 @@ class PagesBackup:
         return method, [artifact], details
 
     # -- reading ---------------------------------------------------------
+    def _from_archive(self) -> tuple[WriteResult, dict] | None:
+        """With [sqlite] continuous = yes and the archiver running: the snapshot from the
+        archived commits since the previous one (no read of the live database)."""
+        if not getattr(self.cfg, "continuous", False) or self.previous is None:
+            return None
+        from tracker_backup.archive.segment import SegmentError
+        from tracker_backup.engines.sqlite.pages.from_archive import from_archive
+
+        src = self._previous_source()
+        try:
+            got = from_archive(self.ctx.backup.path, self.store, src, self.previous,
+                               level=self.ctx.backup.compression_level)
+        except (SegmentError, PageIndexError, OSError) as exc:
+            log.warning("sqlite: the continuous archive cannot build this snapshot (%s); "
+                        "reading the database instead", exc)
+            return None
+        if got is None:
+            log.info("sqlite: the continuous archive does not reach back to snapshot %s; "
+                     "reading the database", self.previous_id)
+            return None
+        result, info = got
+        info["database_bytes"] = result.index.page_count * result.index.page_size
+        return result, info
+
+    def _previous_source(self) -> dict:
+        from tracker_backup.store import Store
+
+        snap = Store(self.ctx.backup.path).get(self.previous_id)
+        return (snap.manifest or {}).get("sources", {}).get("sqlite") or {}
+
     def _rollback(self) -> tuple[str, tuple[WriteResult, dict]]:
         db, max_lock = self.cfg.database, self.cfg.max_lock
         size = db.stat().st_size
