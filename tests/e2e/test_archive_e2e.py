@@ -25,7 +25,8 @@ def config_text(continuous: str = "yes") -> str:
 path = /srv/backups/tracker
 
 [schedule]
-enabled = no
+enabled = yes        ; the archive unit follows the same switch as the timers
+on_calendar = *-*-* 03:00:00
 
 [sqlite]
 database = {DB}
@@ -116,6 +117,14 @@ def test_point_in_time_restore_from_the_running_archive(tracker):
     check = box.run(["python3", "-c", "import sqlite3;c=sqlite3.connect('/root/restored.db');"
                      "print(c.execute('pragma integrity_check').fetchone()[0])"]).stdout.strip()
     assert check == "ok"
+
+
+def test_journal_tells_the_story_with_structured_fields(tracker):
+    entries = [json.loads(line) for line in tracker.run(
+        ["journalctl", "--no-pager", "-o", "json", "-u", UNIT]).stdout.splitlines() if line.strip()]
+    generations = [e for e in entries if e.get("ARCHIVE_GENERATION") and "generation" in e["MESSAGE"]]
+    assert generations and generations[0]["ARCHIVE_SOURCE"] == "sqlite"
+    assert any("archive base" in e["MESSAGE"] for e in entries)
 
 
 def test_stop_is_clean_and_disabling_the_config_removes_the_unit_link(tracker):
