@@ -87,7 +87,8 @@ def test_a_runs_snapshot_becomes_the_base_and_prune_keeps_what_it_needs(tmp_path
         cli("run", check=True)  # prunes too: keep_last = 1
         snap = json.loads(cli("list", "--json", check=True).stdout)[0]
         manifest = json.loads((tmp_path / "backups" / snap["id"] / "MANIFEST.json").read_text())
-        assert manifest["sources"]["sqlite"]["archive_position"]["frame"] > 0
+        position = manifest["sources"]["sqlite"].get("archive_position")
+        assert position and position["frame"] > 0, manifest["sources"]["sqlite"]
         time.sleep(1.5)
         w.stop()
         time.sleep(1)
@@ -96,7 +97,7 @@ def test_a_runs_snapshot_becomes_the_base_and_prune_keeps_what_it_needs(tmp_path
     assert rc == 0, err
     out = cli("restore", "--kind", "sqlite", "--at", "latest", "--to", str(tmp_path / "r.db"),
               check=True).stdout
-    assert f"from snapshot {snap['id']}" in out
+    assert f"from snapshot {snap['id']}" in out, (out, err)
     assert invariant(sqlite3.connect(tmp_path / "r.db")) == invariant(sqlite3.connect(db))
     pruned = cli("prune", check=True).stdout
     assert "deleted archive base" in pruned or "deleted archive segment" in pruned, pruned
