@@ -263,12 +263,12 @@ def main() -> int:
     ap.add_argument("--phases", default="idle,agent,litestream")
     ap.add_argument("--rounds", type=int, default=1,
                     help="repeat the phases, rotating their order (this host is noisy)")
-    ap.add_argument("--work", default=None)
+    ap.add_argument("--workdir", default=None)
     ap.add_argument("--name", default="continuous")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     size = parse_size(args.size)
-    work = workdir(args.work, "continuous")
+    work = workdir(args.workdir, "continuous")
     machine = machine_info(work)
     rows = []
     names = [n for n in args.phases.split(",") if n != "litestream" or args.litestream]
