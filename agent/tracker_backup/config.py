@@ -72,6 +72,14 @@ class ScheduleConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """[metrics]: backup health for Prometheus (both off by default)."""
+
+    textfile: Path | None = None  # node_exporter textfile-collector file, rewritten after each run
+    listen: str | None = None  # loopback host:port where the archiver serves /metrics
+
+
+@dataclass(frozen=True)
 class SqliteConfig:
     """[sqlite]: the tracker's SQLite database."""
 
@@ -121,6 +129,7 @@ class Config:
     backup: BackupConfig = field(default_factory=BackupConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     sqlite: SqliteConfig | None = None
     files: FilesConfig | None = None
     mysql: MysqlConfig | None = None
@@ -275,7 +284,7 @@ class _Section:
             )
 
 
-_SECTIONS = ("backup", "retention", "schedule", "sqlite", "files", "mysql")
+_SECTIONS = ("backup", "retention", "schedule", "metrics", "sqlite", "files", "mysql")
 
 
 def load_config(path: Path | str | None = None) -> Config:
@@ -317,6 +326,7 @@ def load_config(path: Path | str | None = None) -> Config:
         backup=_backup(_Section(file, parser, "backup")),
         retention=_retention(_Section(file, parser, "retention")),
         schedule=_schedule(_Section(file, parser, "schedule")),
+        metrics=_metrics(_Section(file, parser, "metrics")),
         sqlite=_sqlite(_Section(file, parser, "sqlite")) if parser.has_section("sqlite") else None,
         files=_files(_Section(file, parser, "files")) if parser.has_section("files") else None,
         mysql=_mysql(_Section(file, parser, "mysql")) if parser.has_section("mysql") else None,
@@ -409,6 +419,24 @@ def _schedule(s: _Section) -> ScheduleConfig:
     return cfg
 
 
+def _metrics(s: _Section) -> MetricsConfig:
+    from tracker_backup.metrics.address import EXPECTED, parse_listen
+
+    textfile = s.path("textfile", None)
+    if textfile is not None and not textfile.name.endswith(".prom"):
+        raise s.error("textfile", str(textfile),
+                      "a file name ending in .prom (node_exporter reads only *.prom)")
+    listen = s.string("listen", None)
+    if listen is not None:
+        try:
+            parse_listen(listen)
+        except ValueError as exc:
+            raise s.error("listen", listen, f"{EXPECTED} ({exc})") from None
+    cfg = MetricsConfig(textfile=textfile, listen=listen)
+    s.finish()
+    return cfg
+
+
 def _sqlite(s: _Section) -> SqliteConfig:
     database = s.path("database")
     assert database is not None
@@ -471,7 +499,7 @@ def _mysql(s: _Section) -> MysqlConfig:
 def render_config(config: Config) -> str:
     """The effective configuration as INI text (defaults filled in)."""
     lines = [f"; effective configuration from {config.file}"]
-    for name in ("backup", "retention", "schedule", "sqlite", "mysql", "files"):
+    for name in ("backup", "retention", "schedule", "metrics", "sqlite", "mysql", "files"):
         section = getattr(config, name)
         if section is None:
             continue
