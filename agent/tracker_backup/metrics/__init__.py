@@ -48,6 +48,9 @@ class Exporter:
         except OSError as exc:
             log.warning("metrics: could not write %s: %s", path, exc.strerror or exc)
             return False
+        except Exception as exc:  # noqa: BLE001 - metrics never fail the command that asked
+            log.warning("metrics: could not collect for %s: %s: %s", path, type(exc).__name__, exc)
+            return False
         return True
 
 
