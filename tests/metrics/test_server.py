@@ -30,8 +30,8 @@ def served(mcli, metrics_config, tmp_path):
     mcli("run", check=True)
     exporter = metrics.Exporter(load_config(metrics_config))
     health = {"lag": 0.5}
-    server = start_server(("127.0.0.1", 0),
-                          lambda: exporter.text(ArchiveHealth(health["lag"], 1_800_000_000.0)))
+    server = start_server(("127.0.0.1", 0), lambda: exporter.text(
+        [ArchiveHealth("sqlite", health["lag"], 1_800_000_000.0)]))
     yield server, health
     server.stop()
 
@@ -43,9 +43,9 @@ def test_metrics_are_served_fresh_on_each_scrape_and_pass_promtool(served, promt
     assert code == 200 and ctype == "text/plain; version=0.0.4; charset=utf-8"
     proc = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert Exposition(body).value("tracker_backup_archive_lag_seconds") == 0.5
+    assert Exposition(body).value("tracker_backup_archive_lag_seconds", source="sqlite") == 0.5
     health["lag"] = 75.0
-    assert Exposition(get(url)[2]).value("tracker_backup_archive_lag_seconds") == 75
+    assert Exposition(get(url)[2]).value("tracker_backup_archive_lag_seconds", source="sqlite") == 75
 
 
 def test_other_paths_are_not_found(served):

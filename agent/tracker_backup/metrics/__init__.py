@@ -4,8 +4,9 @@ Callers:
 - every command that changes what the metrics say (run, prune, verify, drill)
   calls `refresh(config)` at its end, succeeded or failed;
 - `tracker-backup metrics` prints `render_text(config)`;
-- the continuous archiver calls `refresh(config, archive=health)` every few
-  seconds and, when `[metrics] listen` is set, `serve(config, health_fn)` once.
+- the continuous archiver calls `refresh(config, archives=[health, ...])` every
+  few seconds and, when `[metrics] listen` is set, `serve(config, health_fn)`
+  once (health_fn returns the current list of `ArchiveHealth`, one per source).
 
 Writing metrics never fails the command that asked: a problem is logged.
 """
@@ -13,7 +14,7 @@ Writing metrics never fails the command that asked: a problem is logged.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tracker_backup.config import Config
@@ -37,14 +38,14 @@ class Exporter:
         self.config = config
         self.interval = schedule_interval(config.schedule.on_calendar)
 
-    def text(self, archive: ArchiveHealth | None = None) -> str:
+    def text(self, archives: Sequence[ArchiveHealth] = ()) -> str:
         """The exposition text as of now."""
-        return render(collect(self.config, interval=self.interval, archive=archive))
+        return render(collect(self.config, interval=self.interval, archives=archives))
 
-    def write(self, path: Path, archive: ArchiveHealth | None = None) -> bool:
+    def write(self, path: Path, archives: Sequence[ArchiveHealth] = ()) -> bool:
         """Replace the textfile at `path`; False (and a warning logged) if that failed."""
         try:
-            write_textfile(path, self.text(archive))
+            write_textfile(path, self.text(archives))
         except OSError as exc:
             log.warning("metrics: could not write %s: %s", path, exc.strerror or exc)
             return False
@@ -54,12 +55,12 @@ class Exporter:
         return True
 
 
-def render_text(config: Config, archive: ArchiveHealth | None = None) -> str:
+def render_text(config: Config, archives: Sequence[ArchiveHealth] = ()) -> str:
     """The metrics of `config` as Prometheus text (what `tracker-backup metrics` prints)."""
-    return Exporter(config).text(archive)
+    return Exporter(config).text(archives)
 
 
-def refresh(config: Config, archive: ArchiveHealth | None = None,
+def refresh(config: Config, archives: Sequence[ArchiveHealth] = (),
             exporter: Exporter | None = None) -> bool:
     """Rewrite `[metrics] textfile` if configured; True if nothing was to do or it worked.
 
@@ -69,14 +70,14 @@ def refresh(config: Config, archive: ArchiveHealth | None = None,
     path = config.metrics.textfile
     if path is None:
         return True
-    return (exporter or Exporter(config)).write(path, archive)
+    return (exporter or Exporter(config)).write(path, archives)
 
 
-def serve(config: Config, archive: Callable[[], ArchiveHealth | None] | None = None,
+def serve(config: Config, archives: Callable[[], Sequence[ArchiveHealth]] | None = None,
           exporter: Exporter | None = None) -> MetricsServer | None:
     """Serve /metrics on `[metrics] listen` (None when not configured); stop() it when done."""
     if config.metrics.listen is None:
         return None
     exporter = exporter or Exporter(config)
     return start_server(parse_listen(config.metrics.listen),
-                        lambda: exporter.text(archive() if archive else None))
+                        lambda: exporter.text(archives() if archives else ()))

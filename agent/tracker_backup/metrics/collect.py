@@ -4,7 +4,7 @@ Sources of the values: `.state/status.json` (last run, last success, the
 failure counter), the published manifests (snapshot counts and sizes per
 source, the restorable range), `.state/checks.json` (restore drills), the
 backup path's file system (free space) and `[schedule]`. The continuous
-archiver hands in its live lag and range as an `ArchiveHealth`.
+archiver hands in its live lag and range, one `ArchiveHealth` per archived source.
 
 Labels never carry a path, a host name or a credential: only engine names
 (`source`), `state` and the agent's version.
@@ -13,6 +13,7 @@ Labels never carry a path, a host name or a credential: only engine names
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tracker_backup import __version__
@@ -25,14 +26,17 @@ PREFIX = "tracker_backup_"
 
 @dataclass(frozen=True)
 class ArchiveHealth:
-    """The continuous archiver's view, passed by it to `refresh` / `serve`.
+    """One archived source as the continuous archiver sees it (passed to `refresh` / `serve`).
 
-    Times are Unix seconds; `lag_seconds` is how far the archive is behind the
-    live database's last commit (0 when caught up).
+    Times are Unix seconds; `lag_seconds` is the age of the oldest committed
+    change not yet durable in the archive (0 when caught up); `stalled` is true
+    while shipping is stopped (backup path full, I/O error).
     """
 
+    source: str
     lag_seconds: float
     updated: float
+    stalled: bool = False
     oldest_restorable: float | None = None
     newest_restorable: float | None = None
 
@@ -67,9 +71,10 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "gauge", "Seconds between two scheduled backup runs ([schedule] on_calendar)."),
     "schedule_randomized_delay_seconds": ("gauge", "[schedule] randomized_delay in seconds."),
     "archive_lag_seconds": (
-        "gauge", "How far the continuous archive is behind the live database's last commit."),
+        "gauge", "Age of the oldest committed change not yet in the continuous archive, per source."),
+    "archive_stalled": ("gauge", "1 while the archiver cannot write the backup path, per source."),
     "archive_updated_timestamp_seconds": (
-        "gauge", "Unix time the continuous archiver last reported its state."),
+        "gauge", "Unix time the continuous archiver last reported, per source."),
 }
 
 
@@ -88,7 +93,7 @@ def _families() -> dict[str, Family]:
 
 
 def collect(config: Config, *, interval: float | None,
-            archive: ArchiveHealth | None = None) -> list[Family]:
+            archives: Sequence[ArchiveHealth] = ()) -> list[Family]:
     """All families for one configuration (`interval`: seconds between scheduled runs).
 
     Values are stored times, never ages: Prometheus computes ages with time(), so a
@@ -111,16 +116,17 @@ def collect(config: Config, *, interval: float | None,
         st = os.statvfs(store.path)
         fam["backup_path_free_bytes"].add(st.f_bavail * st.f_frsize)
         fam["backup_path_size_bytes"].add(st.f_blocks * st.f_frsize)
-    _restorable(fam, good, archive)
+    _restorable(fam, good, archives)
     _drills(fam, snaps)
     s = config.schedule
     fam["schedule_enabled"].add(s.enabled)
     if interval:
         fam["schedule_interval_seconds"].add(interval)
     fam["schedule_randomized_delay_seconds"].add(s.randomized_delay)
-    if archive is not None:
-        fam["archive_lag_seconds"].add(archive.lag_seconds)
-        fam["archive_updated_timestamp_seconds"].add(archive.updated)
+    for a in archives:
+        fam["archive_lag_seconds"].add(a.lag_seconds, source=a.source)
+        fam["archive_stalled"].add(a.stalled, source=a.source)
+        fam["archive_updated_timestamp_seconds"].add(a.updated, source=a.source)
     return list(fam.values())
 
 
@@ -143,10 +149,10 @@ def _bytes_per_source(snap: Snapshot) -> dict[str, int]:
 
 
 def _restorable(fam: dict[str, Family], good: list[Snapshot],
-                archive: ArchiveHealth | None) -> None:
+                archives: Sequence[ArchiveHealth]) -> None:
     points = [t.timestamp() for s in good if (t := s.started) is not None]
-    if archive is not None:
-        points += [t for t in (archive.oldest_restorable, archive.newest_restorable) if t]
+    for a in archives:
+        points += [t for t in (a.oldest_restorable, a.newest_restorable) if t]
     if points:
         fam["restorable_oldest_timestamp_seconds"].add(min(points))
         fam["restorable_newest_timestamp_seconds"].add(max(points))
