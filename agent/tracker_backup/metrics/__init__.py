@@ -4,9 +4,9 @@ Callers:
 - every command that changes what the metrics say (run, prune, verify, drill)
   calls `refresh(config)` at its end, succeeded or failed;
 - `tracker-backup metrics` prints `render_text(config)`;
-- the continuous archiver calls `refresh(config, archives=[health, ...])` every
-  few seconds and, when `[metrics] listen` is set, `serve(config, health_fn)`
-  once (health_fn returns the current list of `ArchiveHealth`, one per source).
+- the continuous archiver keeps a `live.LiveMetrics(config)` and hands it its
+  archivers' statuses every few seconds (`update`): that rewrites the textfile
+  with the archive's lag and serves `/metrics` when `[metrics] listen` is set.
 
 Writing metrics never fails the command that asked: a problem is logged.
 """
