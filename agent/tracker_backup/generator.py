@@ -10,6 +10,7 @@ directories (normal, early, late). It writes into the normal one:
 - tracker-backup.service.d/  ReadWritePaths= for the backup path and the SQLite
   database directory, the MySQL credential, and the network the config needs;
 - tracker-backup-drill.service.d/  the same, with only the backup path writable;
+  both also get the directory of [metrics] textfile (created if missing, 0755);
 - tracker-backup-schedule.pending, when [schedule] enabled differs from the setting
   last applied (/run/tracker-backup/schedule-applied): tracker-backup-schedule.path
   then starts or stops the running timers, which a reload alone never does.
@@ -82,6 +83,7 @@ class Plan:
     credentials: dict[str, Path] = field(default_factory=dict)  # LoadCredential= name → file
     service_lines: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    metrics_dir: Path | None = None  # the directory of [metrics] textfile
 
     @property
     def credential(self) -> Path | None:
@@ -119,6 +121,9 @@ def plan_for(config: Config) -> Plan:
     if not hosts:
         # Nothing needs the network: sockets in the file system (MySQL, Docker) still work.
         plan.service_lines.append("PrivateNetwork=yes")
+    if config.metrics.textfile is not None:
+        plan.metrics_dir = config.metrics.textfile.parent
+        touched.append(plan.metrics_dir)
     if any(_under(p, d) for p in touched for d in HOME_DIRS):
         plan.service_lines.append("ProtectHome=read-only")
     return plan
@@ -197,6 +202,12 @@ def service_section(plan: Plan, read_write: list[Path]) -> list[str]:
     for path in plan.make_dirs:
         # '+': outside the sandbox, so the path exists before ReadWritePaths= needs it.
         lines.append(f"ExecStartPre=-+/bin/mkdir -p -m 0700 {quote(path)}")
+    if plan.metrics_dir is not None:
+        # node_exporter's own user reads it: 0755 with its parents (install -d), and an
+        # existing directory is left as it is (the operator's mode and owner).
+        lines.append("ExecStartPre=-+/bin/sh -c 'test -d \"$$0\" || exec /usr/bin/install -d "
+                     f"-m 0755 \"$$0\"' {quote(plan.metrics_dir)}")
+        read_write = [*read_write, plan.metrics_dir]
     for path in read_write:
         # '-': a missing path must not stop the sandbox from being set up; the agent
         # then reports the missing directory itself, naming the config key.

@@ -12,6 +12,7 @@ from tracker_backup.commands import (
     check_config,
     drill,
     list,  # noqa: A004 - the verb's name
+    metrics,
     prune,
     restore,
     run,
@@ -22,7 +23,8 @@ from tracker_backup.commands import (
 )
 
 # In the order `tracker-backup --help` lists them.
-CORE = (run, list, verify, prune, status, check_config, window_recover, restore, drill, schedule)
+CORE = (run, list, verify, prune, status, metrics, check_config, window_recover, restore, drill,
+        schedule)
 
 
 def register_all(subparsers) -> None:
