@@ -1,4 +1,4 @@
-"""Metrics after real runs of the agent: valid for promtool, and the same values as `status --json`."""
+"""The textfile after real runs of the agent: valid for promtool, the same values as `status --json`."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ FREE_SPACE_SLACK = 256 * 2**20  # other processes on the machine write while the
 
 
 def scrape(cli: Cli) -> tuple[str, Exposition]:
-    text = metrics.render_text(load_config(cli.config))
+    """The textfile the last command wrote (node_exporter's view)."""
+    text = load_config(cli.config).metrics.textfile.read_text()
     return text, Exposition(text)
 
 
@@ -103,10 +104,39 @@ def test_a_damaged_snapshot_is_counted_and_no_label_carries_a_path_or_host(mcli,
     first = mcli("run", check=True).stdout.strip()
     mcli("run", check=True)
     (tmp_path / "backups" / first / "MANIFEST.json").write_text("{")
-    text, m = scrape(mcli)
+    text = mcli("metrics", check=True).stdout  # read now: no command rewrote the textfile
+    m = Exposition(text)
     assert m.value(P + "snapshots", state="damaged") == 1
     assert m.value(P + "snapshots", state="good") == 1
     labels = [v for (_, lbls) in m.samples for _, v in lbls]
     for value in labels:
         assert "/" not in value and socket.gethostname() not in value, value
     assert str(tmp_path) not in text and str(storage) not in text
+
+
+def test_prune_and_verify_rewrite_the_textfile(mcli, tmp_path, metrics_config):
+    ids = [mcli("run", "--no-prune", check=True).stdout.strip() for _ in range(4)]
+    assert scrape(mcli)[1].value(P + "snapshots", state="good") == 4
+    mcli("prune", check=True)  # keep_last = 3 and keep_days = 7 by default: all kept
+    assert scrape(mcli)[1].value(P + "snapshots", state="good") == 4
+    art = tmp_path / "backups" / ids[-1] / "files.tar.zst"
+    data = bytearray(art.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    art.write_bytes(bytes(data))
+    assert mcli("verify", ids[-1]).returncode == EXIT_RUN_FAILED
+    _, m = scrape(mcli)
+    assert m.value(P + "snapshots", state="damaged") == 1
+    assert m.value(P + "snapshots", state="good") == 3
+    # the newest good snapshot is now the one before
+    rows = {r["id"]: r for r in json.loads(mcli("list", "--json", check=True).stdout)}
+    assert sum(m.by_label(P + "snapshot_bytes", "source").values()) == rows[ids[-2]]["bytes"]
+
+
+def test_the_metrics_command_prints_what_the_textfile_holds(mcli):
+    mcli("run", check=True)
+    printed = mcli("metrics", check=True).stdout
+    written, _ = scrape(mcli)
+    def stable(text):  # free space moves with every other process writing to this disk
+        return [ln for ln in text.splitlines() if "free_bytes " not in ln]
+    assert stable(printed) == stable(written)
+    assert "tracker_backup_last_run_success 1" in printed
