@@ -48,7 +48,7 @@ def test_metrics_after_a_success_pass_promtool_and_match_status(mcli, promtool):
     assert m.value(P + "last_run_timestamp_seconds") == ts(st["last_run"]["finished"])
     assert m.value(P + "last_run_success") == 1
     assert m.value(P + "run_duration_seconds") == st["last_run"]["duration_sec"]
-    assert m.value(P + "run_failures_total") == 0
+    assert m.value(P + "run_failures_total") == 0 == st["run_failures_total"]
     assert m.value(P + "snapshots", state="good") == st["good_snapshots"] == 2
     assert m.value(P + "snapshots", state="damaged") == st["snapshots"] - st["good_snapshots"]
     assert m.value(P + "stored_bytes") == st["total_bytes"]
@@ -76,7 +76,7 @@ def test_a_failed_run_counts_and_keeps_the_last_success(mcli, promtool, storage,
     st = status(mcli)
     assert st["last_run"]["result"] == "failed"
     assert m.value(P + "last_run_success") == 0
-    assert m.value(P + "run_failures_total") == 2
+    assert m.value(P + "run_failures_total") == 2 == st["run_failures_total"]
     assert m.value(P + "run_duration_seconds") == st["last_run"]["duration_sec"]
     assert m.value(P + "last_run_timestamp_seconds") == ts(st["last_run"]["finished"])
     assert m.value(P + "last_success_timestamp_seconds") == ts(before["last_success"]["finished"])
