@@ -85,6 +85,7 @@ class Plan:
     service_lines: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     metrics_dir: Path | None = None  # the directory of [metrics] textfile
+    metrics_listen: str | None = None  # [metrics] listen: the archiver serves /metrics there
     # tracker-backup-archive.service is wanted: a source has continuous archiving on
     # ([sqlite] continuous = yes) and [schedule] enabled = yes (`disable` pauses both).
     archive: bool = False
@@ -128,6 +129,7 @@ def plan_for(config: Config) -> Plan:
     if config.metrics.textfile is not None:
         plan.metrics_dir = config.metrics.textfile.parent
         touched.append(plan.metrics_dir)
+    plan.metrics_listen = config.metrics.listen
     if any(_under(p, d) for p in touched for d in HOME_DIRS):
         plan.service_lines.append("ProtectHome=read-only")
     plan.archive = config.schedule.enabled and any(
@@ -187,7 +189,7 @@ def write_plan(plan: Plan, out: Path, record: Path = APPLIED_RECORD) -> list[Pat
                           [*header, *service_section(plan, plan.read_write[:1])]))
 
     written.append(_write(out / f"{ARCHIVE_UNIT}.d" / DROPIN,
-                          [*header, *service_section(plan, plan.read_write)]))
+                          [*header, *archive_network(plan, service_section(plan, plan.read_write))]))
     if plan.archive and (target := find_unit(ARCHIVE_UNIT)) is not None:
         link = out / "multi-user.target.wants" / ARCHIVE_UNIT
         link.parent.mkdir(parents=True, exist_ok=True)
@@ -230,6 +232,20 @@ def service_section(plan: Plan, read_write: list[Path]) -> list[str]:
     for name, path in plan.credentials.items():
         lines.append(f"LoadCredential={name}:{str(path).replace('%', '%%')}")
     return lines + plan.service_lines
+
+
+def archive_network(plan: Plan, lines: list[str]) -> list[str]:
+    """The archiver serving /metrics on the host's loopback needs the host's network.
+
+    PrivateNetwork= would give it a loopback of its own that no scraper reaches; instead
+    the IP allow-list keeps it to localhost. When an engine already needs the network
+    (MySQL over TCP) its lines stay, and they allow localhost already.
+    """
+    if plan.metrics_listen is None or "PrivateNetwork=yes" not in lines:
+        return lines
+    return [*(ln for ln in lines if ln != "PrivateNetwork=yes"),
+            f"# [metrics] listen = {plan.metrics_listen}: /metrics on the loopback only",
+            "IPAddressDeny=any", "IPAddressAllow=localhost"]
 
 
 def _write(path: Path, lines: list[str]) -> Path:

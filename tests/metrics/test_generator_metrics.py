@@ -48,3 +48,31 @@ def test_the_directory_is_created_0755_with_its_parents_and_an_existing_one_is_l
     textfile.parent.chmod(0o2775)
     subprocess.run(argv, check=True, timeout=30)
     assert stat.S_IMODE(textfile.parent.stat().st_mode) == 0o2775
+
+
+def archive_dropin(tmp_path: Path, metrics: str, mysql: str = "") -> str:
+    db = tmp_path / "tracker.db"
+    config = load_config(write_config(tmp_path / "a.conf", f"""[backup]
+path = {tmp_path / 'b'}
+{metrics}
+[sqlite]
+database = {db}
+continuous = yes
+{mysql}"""))
+    out = tmp_path / "gen-archive"
+    generator.write_plan(generator.plan_for(config), out, record=tmp_path / "rec")
+    return (out / f"{generator.ARCHIVE_UNIT}.d" / generator.DROPIN).read_text()
+
+
+def test_the_archiver_gets_the_loopback_only_when_it_serves_metrics(tmp_path):
+    serving = archive_dropin(tmp_path, "[metrics]\nlisten = 127.0.0.1:9817")
+    assert "PrivateNetwork=yes" not in serving
+    assert serving.rstrip().endswith("IPAddressDeny=any\nIPAddressAllow=localhost")
+    quiet = archive_dropin(tmp_path, "")
+    assert "PrivateNetwork=yes" in quiet and "IPAddressAllow" not in quiet
+
+
+def test_metrics_listen_does_not_narrow_a_network_mysql_needs(tmp_path):
+    text = archive_dropin(tmp_path, "[metrics]\nlisten = 127.0.0.1:9817",
+                          "[mysql]\ndatabase = torrust_tracker\nhost = db.example.org\n")
+    assert "IPAddressDeny=\n" in text and "IPAddressDeny=any" not in text

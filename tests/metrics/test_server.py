@@ -12,7 +12,6 @@ import pytest
 from support.prom_text import Exposition
 from tracker_backup import metrics
 from tracker_backup.config import load_config
-from tracker_backup.metrics import ArchiveHealth
 from tracker_backup.metrics.server import start_server
 
 
@@ -25,27 +24,25 @@ def get(url: str) -> tuple[int, str, str]:
 
 
 @pytest.fixture
-def served(mcli, metrics_config, tmp_path):
+def served(mcli, metrics_config):
     """The agent's metrics served on 127.0.0.1 (port picked by the kernel) after one run."""
     mcli("run", check=True)
     exporter = metrics.Exporter(load_config(metrics_config))
-    health = {"lag": 0.5}
-    server = start_server(("127.0.0.1", 0), lambda: exporter.text(
-        [ArchiveHealth("sqlite", health["lag"], 1_800_000_000.0)]))
-    yield server, health
+    server = start_server(("127.0.0.1", 0), exporter.text)
+    yield server, mcli
     server.stop()
 
 
 def test_metrics_are_served_fresh_on_each_scrape_and_pass_promtool(served, promtool):
-    server, health = served
+    server, mcli = served
     url = f"http://127.0.0.1:{server.port}/metrics"
     code, ctype, body = get(url)
     assert code == 200 and ctype == "text/plain; version=0.0.4; charset=utf-8"
     proc = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert Exposition(body).value("tracker_backup_archive_lag_seconds", source="sqlite") == 0.5
-    health["lag"] = 75.0
-    assert Exposition(get(url)[2]).value("tracker_backup_archive_lag_seconds", source="sqlite") == 75
+    assert Exposition(body).value("tracker_backup_snapshots", state="good") == 1
+    mcli("run", check=True)  # the store changed: the next scrape says so
+    assert Exposition(get(url)[2]).value("tracker_backup_snapshots", state="good") == 2
 
 
 def test_other_paths_are_not_found(served):

@@ -4,9 +4,9 @@ Callers:
 - every command that changes what the metrics say (run, prune, verify, drill)
   calls `refresh(config)` at its end, succeeded or failed;
 - `tracker-backup metrics` prints `render_text(config)`;
-- the continuous archiver keeps a `live.LiveMetrics(config)` and hands it its
-  archivers' statuses every few seconds (`update`): that rewrites the textfile
-  with the archive's lag and serves `/metrics` when `[metrics] listen` is set.
+- the continuous archiver keeps a `live.LiveMetrics(config)`, calls its
+  `update()` every few seconds (after it rewrote its own status.json) and
+  `close()` at exit; it serves `/metrics` when `[metrics] listen` is set.
 
 Writing metrics never fails the command that asked: a problem is logged.
 """
@@ -14,17 +14,16 @@ Writing metrics never fails the command that asked: a problem is logged.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tracker_backup.config import Config
 from tracker_backup.metrics.address import parse_listen
-from tracker_backup.metrics.collect import CATALOGUE, PREFIX, ArchiveHealth, collect
+from tracker_backup.metrics.collect import CATALOGUE, PREFIX, collect
 from tracker_backup.metrics.exposition import render
 from tracker_backup.metrics.server import MetricsServer, start_server
 from tracker_backup.metrics.textfile import write_textfile
 
-__all__ = ["CATALOGUE", "PREFIX", "ArchiveHealth", "Exporter", "MetricsServer", "refresh",
+__all__ = ["CATALOGUE", "PREFIX", "Exporter", "MetricsServer", "refresh",
            "render_text", "serve"]
 log = logging.getLogger(__name__)
 
@@ -38,14 +37,14 @@ class Exporter:
         self.config = config
         self.interval = schedule_interval(config.schedule.on_calendar)
 
-    def text(self, archives: Sequence[ArchiveHealth] = ()) -> str:
+    def text(self) -> str:
         """The exposition text as of now."""
-        return render(collect(self.config, interval=self.interval, archives=archives))
+        return render(collect(self.config, interval=self.interval))
 
-    def write(self, path: Path, archives: Sequence[ArchiveHealth] = ()) -> bool:
+    def write(self, path: Path) -> bool:
         """Replace the textfile at `path`; False (and a warning logged) if that failed."""
         try:
-            write_textfile(path, self.text(archives))
+            write_textfile(path, self.text())
         except OSError as exc:
             log.warning("metrics: could not write %s: %s", path, exc.strerror or exc)
             return False
@@ -55,13 +54,12 @@ class Exporter:
         return True
 
 
-def render_text(config: Config, archives: Sequence[ArchiveHealth] = ()) -> str:
+def render_text(config: Config) -> str:
     """The metrics of `config` as Prometheus text (what `tracker-backup metrics` prints)."""
-    return Exporter(config).text(archives)
+    return Exporter(config).text()
 
 
-def refresh(config: Config, archives: Sequence[ArchiveHealth] = (),
-            exporter: Exporter | None = None) -> bool:
+def refresh(config: Config, exporter: Exporter | None = None) -> bool:
     """Rewrite `[metrics] textfile` if configured; True if nothing was to do or it worked.
 
     A long-running caller passes its own `exporter` to avoid working out the
@@ -70,14 +68,12 @@ def refresh(config: Config, archives: Sequence[ArchiveHealth] = (),
     path = config.metrics.textfile
     if path is None:
         return True
-    return (exporter or Exporter(config)).write(path, archives)
+    return (exporter or Exporter(config)).write(path)
 
 
-def serve(config: Config, archives: Callable[[], Sequence[ArchiveHealth]] | None = None,
-          exporter: Exporter | None = None) -> MetricsServer | None:
+def serve(config: Config, exporter: Exporter | None = None) -> MetricsServer | None:
     """Serve /metrics on `[metrics] listen` (None when not configured); stop() it when done."""
     if config.metrics.listen is None:
         return None
     exporter = exporter or Exporter(config)
-    return start_server(parse_listen(config.metrics.listen),
-                        lambda: exporter.text(archives() if archives else ()))
+    return start_server(parse_listen(config.metrics.listen), exporter.text)

@@ -3,8 +3,11 @@
 Sources of the values: `.state/status.json` (last run, last success, the
 failure counter), the published manifests (snapshot counts and sizes per
 source, the restorable range), `.state/checks.json` (restore drills), the
-backup path's file system (free space) and `[schedule]`. The continuous
-archiver hands in its live lag and range, one `ArchiveHealth` per archived source.
+backup path's file system (free space), `[schedule]`, and for each source
+with continuous archiving the engine's archive report (its range) and the
+archiver's own `archive/<source>/status.json` (lag, stalled, last report),
+which the running archiver rewrites every few seconds: the same files
+`status --json` reads.
 
 Labels never carry a path, a host name or a credential: only engine names
 (`source`), `state` and the agent's version.
@@ -13,7 +16,6 @@ Labels never carry a path, a host name or a credential: only engine names
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tracker_backup import __version__
@@ -26,16 +28,15 @@ PREFIX = "tracker_backup_"
 
 @dataclass(frozen=True)
 class ArchiveHealth:
-    """One archived source as the continuous archiver sees it (passed to `refresh` / `serve`).
+    """One source's continuous archive, as its archiver last reported it (Unix seconds).
 
-    Times are Unix seconds; `lag_seconds` is the age of the oldest committed
-    change not yet durable in the archive (0 when caught up); `stalled` is true
-    while shipping is stopped (backup path full, I/O error).
+    `lag_seconds` is the age of the oldest committed change not yet durable in the
+    archive (0 when caught up); `stalled` is true while shipping is stopped.
     """
 
     source: str
-    lag_seconds: float
-    updated: float
+    lag_seconds: float | None
+    updated: float | None
     stalled: bool = False
     oldest_restorable: float | None = None
     newest_restorable: float | None = None
@@ -70,6 +71,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "schedule_interval_seconds": (
         "gauge", "Seconds between two scheduled backup runs ([schedule] on_calendar)."),
     "schedule_randomized_delay_seconds": ("gauge", "[schedule] randomized_delay in seconds."),
+    "archive_enabled": ("gauge", "1 if continuous archiving is configured for the source."),
     "archive_lag_seconds": (
         "gauge", "Age of the oldest committed change not yet in the continuous archive, per source."),
     "archive_stalled": ("gauge", "1 while the archiver cannot write the backup path, per source."),
@@ -92,8 +94,7 @@ def _families() -> dict[str, Family]:
     return {name: Family(PREFIX + name, kind, text) for name, (kind, text) in CATALOGUE.items()}
 
 
-def collect(config: Config, *, interval: float | None,
-            archives: Sequence[ArchiveHealth] = ()) -> list[Family]:
+def collect(config: Config, *, interval: float | None) -> list[Family]:
     """All families for one configuration (`interval`: seconds between scheduled runs).
 
     Values are stored times, never ages: Prometheus computes ages with time(), so a
@@ -116,6 +117,7 @@ def collect(config: Config, *, interval: float | None,
         st = os.statvfs(store.path)
         fam["backup_path_free_bytes"].add(st.f_bavail * st.f_frsize)
         fam["backup_path_size_bytes"].add(st.f_blocks * st.f_frsize)
+    archives = archive_health(config, snaps)
     _restorable(fam, good, archives)
     _drills(fam, snaps)
     s = config.schedule
@@ -124,10 +126,42 @@ def collect(config: Config, *, interval: float | None,
         fam["schedule_interval_seconds"].add(interval)
     fam["schedule_randomized_delay_seconds"].add(s.randomized_delay)
     for a in archives:
-        fam["archive_lag_seconds"].add(a.lag_seconds, source=a.source)
-        fam["archive_stalled"].add(a.stalled, source=a.source)
-        fam["archive_updated_timestamp_seconds"].add(a.updated, source=a.source)
+        fam["archive_enabled"].add(1, source=a.source)
+        if a.updated is not None:  # the archiver has reported at least once
+            fam["archive_updated_timestamp_seconds"].add(a.updated, source=a.source)
+            fam["archive_stalled"].add(a.stalled, source=a.source)
+        if a.lag_seconds is not None:
+            fam["archive_lag_seconds"].add(a.lag_seconds, source=a.source)
     return list(fam.values())
+
+
+def archive_health(config: Config, snaps: list[Snapshot]) -> list[ArchiveHealth]:
+    """Each source configured for continuous archiving: its range and the archiver's report.
+
+    A source whose archiving was switched off is left out even if its archive
+    remains: its archiver's last report would only age and alert.
+    """
+    from tracker_backup import engines
+    from tracker_backup.archive.status import read_status
+
+    out = []
+    for engine in engines.configured(config):
+        report = engine.archive_report(config, snaps)
+        if not report or not report.get("configured"):
+            continue
+        st = read_status(config.backup.path, engine.kind) or {}
+        out.append(ArchiveHealth(
+            source=engine.kind,
+            lag_seconds=_number(st.get("lag_seconds")),
+            updated=_number(st.get("updated")),
+            stalled=bool(st.get("stalled")),
+            oldest_restorable=_number(report.get("oldest")),
+            newest_restorable=_number(report.get("newest"))))
+    return out
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def _runs(fam: dict[str, Family], state: dict) -> None:
@@ -149,7 +183,7 @@ def _bytes_per_source(snap: Snapshot) -> dict[str, int]:
 
 
 def _restorable(fam: dict[str, Family], good: list[Snapshot],
-                archives: Sequence[ArchiveHealth]) -> None:
+                archives: list[ArchiveHealth]) -> None:
     points = [t.timestamp() for s in good if (t := s.started) is not None]
     for a in archives:
         points += [t for t in (a.oldest_restorable, a.newest_restorable) if t]
