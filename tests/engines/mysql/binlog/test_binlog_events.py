@@ -193,3 +193,21 @@ def test_file_names_and_indexes():
     assert ev.file_name("mysql-bin", 7) == "mysql-bin.000007"
     with pytest.raises(BinlogError):
         ev.file_index("binlog")
+
+
+def test_a_file_ended_by_a_server_stop_or_crash_continues_in_the_next_file():
+    f1 = MysqlFile()
+    f1.add(ev.FORMAT_DESCRIPTION, fde_body())
+    f1.add(ev.ANONYMOUS_GTID, gtid_body(uuid.UUID(int=0), 0))
+    f1.add(ev.QUERY, query_body("CREATE TABLE a (id INT)"))
+    f1.add(ev.STOP, b"")  # clean shutdown; a crash leaves no STOP at all
+    f2 = MysqlFile()
+    f2.add(ev.FORMAT_DESCRIPTION, fde_body())
+    f2.add(ev.ANONYMOUS_GTID, gtid_body(uuid.UUID(int=0), 0))
+    f2.add(ev.QUERY, query_body("CREATE TABLE b (id INT)"))
+    for first in (bytes(f1.out), bytes(f1.out)[:-23]):  # with and without the STOP event
+        items = parse(ev.MAGIC + first + ev.MAGIC + bytes(f2.out), "binlog.000009", 4, step=3)
+        trx = [i for i in items if isinstance(i, Transaction)]
+        assert [i.file for i in items if isinstance(i, FileStart)] == ["binlog.000009", "binlog.000010"]
+        assert [(t.file, t.kinds) for t in trx] == [("binlog.000009", [ev.ANONYMOUS_GTID, ev.QUERY]),
+                                                   ("binlog.000010", [ev.ANONYMOUS_GTID, ev.QUERY])]

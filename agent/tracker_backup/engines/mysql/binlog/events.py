@@ -131,6 +131,14 @@ class StreamParser:
                     continue
                 if len(buf) - off < HEADER_LEN:
                     break
+                if buf[off:off + 4] == MAGIC:
+                    # A new file without a ROTATE before it: the server stopped or crashed and
+                    # the dump thread moved on to the next file (its fake ROTATE is not written).
+                    if len(buf) - off < 4 + HEADER_LEN:
+                        break
+                    if buf[off + 8] == FORMAT_DESCRIPTION:
+                        self._switch_file(self.next_file or _successor(self.file))
+                        continue
                 ts, etype, server_id, size, log_pos, flags = HEADER.unpack_from(buf, off)
                 if size < HEADER_LEN or size > MAX_EVENT:
                     raise BinlogError(f"{self.file}: impossible event size {size} after position "
@@ -155,12 +163,7 @@ class StreamParser:
             return None  # made up by the dump thread: in no file, nothing to keep
         if etype == ROTATE:
             # End of this file: what follows is the next file, from its header.
-            name = body[8:].decode("utf-8", "replace")
-            if self.in_transaction:
-                raise BinlogError(f"{self.file}: ROTATE inside a transaction at {log_pos}")
-            self.next_file = name
-            self._expect_magic = True
-            self._events, self._kinds = [], []
+            self._switch_file(body[8:].decode("utf-8", "replace"))
             return None
         if etype == START_ENCRYPTION:
             raise BinlogError(f"{self.file}: the binary log is encrypted (encrypt_binlog = ON): "
@@ -203,6 +206,16 @@ class StreamParser:
         self._gtid = None
         return trx
 
+    def _switch_file(self, name: str) -> None:
+        """The current file ended: the next bytes are `name`'s header."""
+        if self._in_trx:
+            raise BinlogError(f"{self.file} ended inside a transaction (after position {self._last_end})")
+        self.next_file = name
+        self._expect_magic = True
+        # Events after the last commit (GTID list, checkpoint, STOP) belong to no transaction.
+        self._events, self._kinds = [], []
+        self._pending_standalone = False
+
     def _check(self, event: bytes, etype: int) -> bytes:
         """The event's body (after the header, without the checksum), its CRC32 checked."""
         if not self._checksum:
@@ -243,6 +256,11 @@ class StreamParser:
             self.pos = max(self.pos, log_pos)
             self._last_end = self.pos
         return FileStart(self.file, event, version, self._checksum, log_pos or 4)
+
+
+def _successor(name: str) -> str:
+    base, index = file_index(name)
+    return file_name(base, index + 1, len(name) - len(base) - 1)
 
 
 def file_index(name: str) -> tuple[str, int]:
