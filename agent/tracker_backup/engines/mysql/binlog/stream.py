@@ -49,7 +49,8 @@ RAW_TO_STDOUT = (
 )
 # What the tools print when the server no longer has the binlog asked for (error 1236).
 PURGED_MARKERS = ("Could not find first log file name in binary log index file",
-                  "purged binary logs", "Could not open log file", "binlog truncated")
+                  "purged binary logs", "purged required binary logs", "Could not open log file",
+                  "binlog truncated")
 DENIED_MARKERS = ("access denied", "command denied")
 OFF_MARKERS = ("Binary log is not open", "binary logging is not enabled", "log_bin")
 
