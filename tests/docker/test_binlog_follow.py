@@ -99,7 +99,7 @@ def test_follower_keeps_every_transaction_once_across_rotations_kills_and_a_cont
     trx = [(m, d) for m, d in entries if m["kind"] == "trx"]
     files = [m["file"] for m, _ in entries if m["kind"] == "file"]
     assert len(files) == len(set(files)) >= 7  # each file's format description once
-    for (a, _), (b, _) in zip(trx, trx[1:]):
+    for (a, _), (b, _) in zip(trx, trx[1:], strict=False):
         if a["file"] == b["file"]:
             assert b["pos"] == a["end"], (a, b)  # no gap, no overlap
         else:

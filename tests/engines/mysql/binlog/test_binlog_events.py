@@ -47,7 +47,7 @@ def test_recorded_mariadb_stream_splits_into_gapless_whole_transactions():
     assert [f.file for f in files] == ["binlog.000001", "binlog.000002"]
     assert all(f.checksum and f.server_version.startswith("10.11") for f in files)
     assert trx[0].pos == MARIADB_START[1]  # the first starts exactly where we asked
-    for prev, cur in zip(trx, trx[1:]):
+    for prev, cur in zip(trx, trx[1:], strict=False):
         if cur.file == prev.file:
             assert cur.pos == prev.end  # no gap, no overlap
         else:

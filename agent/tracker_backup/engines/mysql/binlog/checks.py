@@ -3,12 +3,12 @@
 Each problem is a sentence naming the server setting or the privilege, with
 the fix. The spellings differ by flavour and version:
 
-| need                          | MariaDB (10.5+)          | MySQL 8.0 / 8.4                       |
-|-------------------------------|--------------------------|---------------------------------------|
-| read the binlog (dump thread) | REPLICATION SLAVE        | REPLICATION SLAVE (8.0.22+ also spelt REPLICATION REPLICA) |
-| list binlogs / position       | BINLOG MONITOR           | REPLICATION CLIENT                    |
-| current position              | SHOW MASTER STATUS       | SHOW MASTER STATUS; 8.4: SHOW BINARY LOG STATUS |
-| binary logging                | off by default: log_bin  | on by default (log_bin)               |
+| need                 | MariaDB (10.5+)         | MySQL 8.0 / 8.4                                   |
+|----------------------|-------------------------|---------------------------------------------------|
+| read the binlog      | REPLICATION SLAVE       | REPLICATION SLAVE (8.0.22+: REPLICATION REPLICA)  |
+| list binlogs         | BINLOG MONITOR          | REPLICATION CLIENT                                |
+| current position     | SHOW MASTER STATUS      | SHOW MASTER STATUS; 8.4: SHOW BINARY LOG STATUS   |
+| binary logging       | off by default: log_bin | on by default (log_bin)                           |
 """
 
 from __future__ import annotations
