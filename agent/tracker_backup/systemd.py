@@ -252,7 +252,8 @@ def calendar_elapses(expression: str, iterations: int = 2) -> list[float]:
     times = []
     for line in proc.stdout.splitlines():
         label = line.split(":", 1)[0].strip()
-        if label in ("Next elapse", "(in UTC)") or label.startswith("Iter."):
+        # "Iter. #2" up to systemd 256 (Debian 12), "Iteration #2" from 257 (Debian 13).
+        if label in ("Next elapse", "(in UTC)") or label.startswith("Iter"):
             m = _CAL_TIME.search(line)
             if m:
                 stamp = _cal.timegm(_time.strptime(m.group(1), "%Y-%m-%d %H:%M:%S"))
