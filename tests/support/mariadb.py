@@ -241,13 +241,15 @@ class MysqlWriter:
     """A tracker-style writer process (tests/support/mysql_writer.py)."""
 
     def __init__(self, server: MariaDB, database: str, stats: Path, rate: float, existing: int,
-                 acks: Path | None = None):
+                 acks: Path | None = None, start_new: int | None = None):
         self.stats_path = stats
         self.acks_path = acks
         cmd = [sys.executable, str(WRITER), "--socket", str(server.socket), "--database", database,
                "--rate", str(rate), "--stats", str(stats), "--existing", str(existing)]
         if acks:
             cmd += ["--acks", str(acks)]
+        if start_new is not None:
+            cmd += ["--start-new", str(start_new)]
         self.proc = subprocess.Popen(cmd)
         deadline = time.monotonic() + 20
         while self.stats().get("ops", 0) < 5:

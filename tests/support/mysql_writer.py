@@ -48,6 +48,7 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=300.0, help="transactions per second")
     ap.add_argument("--stats", required=True)
     ap.add_argument("--existing", type=int, default=1000, help="torrents already in the DB")
+    ap.add_argument("--start-new", type=int, default=START_NEW, help="first number for new torrents")
     ap.add_argument("--acks", help="append 'N BEGIN ACK' (wall clock) per committed new torrent")
     args = ap.parse_args()
     acks = open(args.acks, "a", buffering=1 << 16) if args.acks else None  # noqa: SIM115
@@ -64,10 +65,10 @@ def main() -> int:
         cur.execute("SET SESSION innodb_lock_wait_timeout = 5")
     rng = random.Random(os.getpid())
     stats = {"ops": 0, "errors": 0, "last_error": None, "last_new_committed": -1,
-             "first_new": START_NEW, "new_committed": 0, "running": True, "window": 0,
+             "first_new": args.start_new, "new_committed": 0, "running": True, "window": 0,
              "windows": []}
     window: list[float] = []
-    next_new = START_NEW
+    next_new = args.start_new
     interval = 1.0 / args.rate if args.rate > 0 else 0.0
     next_at = time.monotonic()
     last_dump = 0.0
