@@ -53,7 +53,8 @@ class Deployment:
     """/opt/torrust-like directory with a compose project of its own on `engine`."""
 
     def __init__(self, engine: DockerEngine, base: Path, *, log_bin: bool = True,
-                 tracker_rate: float = 50, torrents: int = 2000, server_args: tuple = ()):
+                 tracker_rate: float = 50, torrents: int = 2000, server_args: tuple = (),
+                 tracker: bool = True):
         self.engine = engine
         self.opt = base / "opt/torrust"
         self.storage = self.opt / "storage"
@@ -86,6 +87,7 @@ class Deployment:
             f"'mysql://{TRACKER_USER}:{TRACKER_PASSWORD}@mysql:3306/{DATABASE}'\n")
         os.chmod(self.opt / ".env", 0o600)
         self.tracker_rate = tracker_rate
+        self.tracker = tracker  # False: the mysql service only (benchmarks)
         self.compose_file.write_text(self._compose_yaml(log_bin, list(server_args)))
 
     def _compose_yaml(self, log_bin: bool, server_args: list[str]) -> str:
@@ -93,7 +95,7 @@ class Deployment:
         writer = ["python3", "/opt/tracker-writer/tracker_writer.py",
                   "/var/lib/torrust/tracker/database/tracker.db", "--rate", str(self.tracker_rate),
                   "--stats", "/var/log/torrust/tracker/writer-stats.json", "--existing", "1000"]
-        return json.dumps({  # JSON is YAML
+        spec = {  # JSON is YAML
             "name": self.project,
             "services": {
                 "mysql": {
@@ -117,7 +119,10 @@ class Deployment:
                     "stop_signal": "SIGTERM",
                 },
             },
-        }, indent=2) + "\n"
+        }
+        if not self.tracker:
+            del spec["services"]["tracker"]
+        return json.dumps(spec, indent=2) + "\n"
 
     # -- compose -----------------------------------------------------------
     @property
@@ -136,7 +141,7 @@ class Deployment:
         self.compose("up", "-d", "--no-build", *services)
         if not services or "mysql" in services:
             self.wait_mysql()
-        if not services or "tracker" in services:
+        if (not services and self.tracker) or "tracker" in services:
             self.wait_writer(before)
 
     def wait_mysql(self, timeout: float = 90) -> None:
