@@ -34,6 +34,7 @@ SUPPORT = Path(__file__).resolve().parent
 TRACKER_UID = 1000
 DATABASE = "torrust_tracker"
 TRACKER_USER, TRACKER_PASSWORD = "torrust", "tracker-password-in-dotenv"
+ROOT_PASSWORD = "root-password-in-dotenv"  # the container's MYSQL_ROOT_PASSWORD, as the deployer sets
 BACKUP_USER = "tracker_backup"
 MYSQL_ENTRYPOINT = """#!/bin/sh
 # The mysql service's entrypoint (as the official image's: initialise an empty datadir once).
@@ -42,6 +43,14 @@ mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld && chmod 0755 /run/mysqld
 if [ ! -d /var/lib/mysql/mysql ]; then
     mariadb-install-db --user=mysql --datadir=/var/lib/mysql \\
         --auth-root-authentication-method=socket --skip-test-db >/dev/null
+    if [ -n "${MYSQL_ROOT_PASSWORD:-}" ]; then  # root also by password, as MYSQL_ROOT_PASSWORD says
+        mariadbd --user=mysql --datadir=/var/lib/mysql --skip-networking --socket=/run/mysqld/init.sock &
+        pid=$!
+        until mariadb --socket=/run/mysqld/init.sock -e 'SELECT 1' >/dev/null 2>&1; do sleep 0.2; done
+        printf "ALTER USER root@localhost IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD('%s');\\n" \\
+            "$MYSQL_ROOT_PASSWORD" | mariadb --socket=/run/mysqld/init.sock
+        kill "$pid" && wait "$pid" || true
+    fi
 fi
 exec mariadbd --user=mysql --datadir=/var/lib/mysql --bind-address=0.0.0.0 --skip-name-resolve \\
     --innodb-buffer-pool-size=256M "$@"
@@ -84,7 +93,8 @@ class Deployment:
         entry.chmod(0o755)
         (self.opt / ".env").write_text(
             "TORRUST_TRACKER_CONFIG_OVERRIDE_CORE__DATABASE__PATH="
-            f"'mysql://{TRACKER_USER}:{TRACKER_PASSWORD}@mysql:3306/{DATABASE}'\n")
+            f"'mysql://{TRACKER_USER}:{TRACKER_PASSWORD}@mysql:3306/{DATABASE}'\n"
+            f"MYSQL_ROOT_PASSWORD='{ROOT_PASSWORD}'\n")
         os.chmod(self.opt / ".env", 0o600)
         self.tracker_rate = tracker_rate
         self.tracker = tracker  # False: the mysql service only (benchmarks)
@@ -101,6 +111,7 @@ class Deployment:
                 "mysql": {
                     "image": self.image,
                     "entrypoint": ["/mysql-entrypoint.sh"],
+                    "environment": {"MYSQL_ROOT_PASSWORD": "${MYSQL_ROOT_PASSWORD}"},
                     "command": mysql_args,
                     "volumes": ["./storage/mysql/data:/var/lib/mysql",
                                 "./storage/mysql/run:/run/mysqld",
