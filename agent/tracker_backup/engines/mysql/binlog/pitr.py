@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ class Tied:
     pos: int
     point: float  # commit time of the newest transaction the dump holds (or its finish time)
     after_seq: int  # replay the generation's trx entries with seq > this
+    fde_seq: int = 1  # the entry holding the format description of `file` (replay reads from it)
 
 
 @dataclass
@@ -66,15 +68,31 @@ def _meta_key(meta: dict | None) -> tuple[int, int] | None:
     return _key(meta["file"], meta["end"]) if meta and "end" in meta else None
 
 
+def _fde_seq(gen: Generation, segs: list, file: str) -> int:
+    """The seq of the `file` entry of binlog `file` (entries are in file order: trailers find it)."""
+    index = file_index(file)[1]
+    for seg in segs:
+        last = seg.trailer.get("last_meta") or {}
+        if "file" not in last or file_index(last["file"])[1] < index:
+            continue
+        for entry in gen.iter_entries(seg.first_seq - 1, seg.last_seq, segments=[seg]):
+            if entry.meta.get("kind") == "file" and entry.meta.get("file") == file:
+                return entry.seq
+        break
+    raise SegmentError(f"{gen.path}: no format description of {file} in the archive")
+
+
 def _tie(gen: Generation, segs: list, dump: dict, start: tuple[int, int]) -> Tied | None:
     """Where `dump` sits in `gen`: after which entry its replay starts, and its point in time.
 
-    Only the segment holding its coordinates is read (trailers locate it).
+    Only the segments holding its coordinates and its file's format description are read
+    (trailers locate them).
     """
     c = _key(dump["file"], dump["pos"])
     if c < start:
         return None
     prev_ts: float | None = None
+    tied: Tied | None = None
     for seg in segs:
         last = seg.trailer.get("last_meta")
         if _meta_key(last) is not None and _meta_key(last) <= c:
@@ -87,11 +105,18 @@ def _tie(gen: Generation, segs: list, dump: dict, start: tuple[int, int]) -> Tie
                 continue
             if _key(meta["file"], meta["end"]) > c:
                 point = prev_ts if prev_ts is not None else min(dump["finished"], float(meta["ts"]))
-                return Tied(dump["snapshot"], dump["file"], dump["pos"], point, entry.seq - 1)
+                tied = Tied(dump["snapshot"], dump["file"], dump["pos"], point, entry.seq - 1)
+                break
             prev_ts = float(meta["ts"])
-    last_seq = segs[-1].last_seq if segs else 0
-    return Tied(dump["snapshot"], dump["file"], dump["pos"],
-                prev_ts if prev_ts is not None else dump["finished"], last_seq)
+        if tied is not None:
+            break
+    if tied is None:
+        last_seq = segs[-1].last_seq if segs else 0
+        tied = Tied(dump["snapshot"], dump["file"], dump["pos"],
+                    prev_ts if prev_ts is not None else dump["finished"], last_seq)
+    if segs:
+        tied.fde_seq = _fde_seq(gen, segs, dump["file"])
+    return tied
 
 
 def spans(backup_path: Path, source: str = "mysql") -> list[GenerationSpan]:
@@ -206,7 +231,7 @@ def pieces(p: PitrPlan, counter: dict) -> Iterator[ReplayPiece]:
     fdes: dict[str, bytes] = {}
     sent_fde: str | None = None
     prev: dict | None = None
-    for entry in p.generation.iter_entries(0):
+    for entry in p.generation.iter_entries(p.base.fde_seq - 1):
         meta = entry.meta
         if meta.get("kind") == "file":
             fdes[meta["file"]] = entry.data
@@ -270,3 +295,15 @@ def restore_at(client: MysqlClient, tools: Tools, backup_path: Path, at: float |
             "last_commit": format_time(counter.get("last_ts")), "row_counts": counts,
             "dump_seconds": round(t1 - t0, 3), "replay_seconds": round(t2 - t1, 3),
             "seconds": round(time.monotonic() - t0, 3), "loaded": loaded}
+
+
+def random_point(backup_path: Path, source: str = "mysql", rng: random.Random | None = None) -> float | None:
+    """A random whole second of the newest generation's restorable range (None: no range)."""
+    gens = [g for g in describe(backup_path, source)["generations"] if not g["problem"]]
+    if not gens:
+        return None
+    g = gens[-1]
+    lo, hi = math.ceil(g["oldest"]), math.floor(g["newest"])
+    if hi < lo:
+        return float(hi)
+    return float((rng or random.SystemRandom()).randint(lo, hi))
