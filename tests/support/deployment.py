@@ -12,7 +12,8 @@ published port and binary logging on (MySQL 8's default; MariaDB's needs
 --log-bin); the `tracker` service runs tests/support/tracker_writer.py as uid
 1000 on the SQLite database `storage/tracker/lib/database/tracker.db` (its
 directory 2770, as the tracker leaves it); `.env` holds the tracker's MySQL
-URL. For tests only, the server's socket directory is also bind-mounted at
+URL and MYSQL_ROOT_PASSWORD; a `caddy` service stands in for the reverse proxy (it
+only idles, for the runbook's `docker compose restart tracker caddy`). For tests only, the server's socket directory is also bind-mounted at
 `storage/mysql/run`, so host-side helpers (mysql_writer.py) can reach it; the
 agent itself always goes through `exec_prefix`.
 """
@@ -41,6 +42,7 @@ MYSQL_ENTRYPOINT = """#!/bin/sh
 set -e
 mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld && chmod 0755 /run/mysqld
 if [ ! -d /var/lib/mysql/mysql ]; then
+    chown mysql:mysql /var/lib/mysql
     mariadb-install-db --user=mysql --datadir=/var/lib/mysql \\
         --auth-root-authentication-method=socket --skip-test-db >/dev/null
     if [ -n "${MYSQL_ROOT_PASSWORD:-}" ]; then  # root also by password, as MYSQL_ROOT_PASSWORD says
@@ -63,7 +65,7 @@ class Deployment:
 
     def __init__(self, engine: DockerEngine, base: Path, *, log_bin: bool = True,
                  tracker_rate: float = 50, torrents: int = 2000, server_args: tuple = (),
-                 tracker: bool = True):
+                 tracker: bool = True, empty: bool = False):
         self.engine = engine
         self.opt = base / "opt/torrust"
         self.storage = self.opt / "storage"
@@ -77,15 +79,18 @@ class Deployment:
         for d in ("tracker/etc", "tracker/lib/database", "tracker/log", "mysql/data", "mysql/run",
                   "caddy/etc"):
             (self.storage / d).mkdir(parents=True, exist_ok=True)
-        (self.storage / "tracker/etc/tracker.toml").write_text(
-            '[core.database]\ndriver = "sqlite3"\npath = "/var/lib/torrust/tracker/database/tracker.db"\n')
-        (self.storage / "caddy/etc/Caddyfile").write_text("tracker.example.org {}\n")
-        create_tracker_db(self.db, rows=torrents)
+        if not empty:  # empty: a freshly provisioned host, before anything is restored
+            (self.storage / "tracker/etc/tracker.toml").write_text(
+                '[core.database]\ndriver = "sqlite3"\n'
+                'path = "/var/lib/torrust/tracker/database/tracker.db"\n')
+            (self.storage / "caddy/etc/Caddyfile").write_text("tracker.example.org {}\n")
+            create_tracker_db(self.db, rows=torrents)
         for d in (self.storage / "tracker/lib/database", self.storage / "tracker/log"):
             os.chown(d, TRACKER_UID, TRACKER_UID)
             os.chmod(d, 0o2770)
-        os.chown(self.db, TRACKER_UID, TRACKER_UID)
-        os.chmod(self.db, 0o640)
+        if not empty:
+            os.chown(self.db, TRACKER_UID, TRACKER_UID)
+            os.chmod(self.db, 0o640)
         for d in ("mysql/data", "mysql/run"):
             os.chown(self.storage / d, MYSQL_UID, MYSQL_UID)
         entry = self.opt / "mysql-entrypoint.sh"
@@ -131,7 +136,14 @@ class Deployment:
                 },
             },
         }
-        if not self.tracker:
+        if self.tracker:
+            # The deployer's reverse proxy, only for its place in the runbook (restart after files).
+            spec["services"]["caddy"] = {
+                "image": self.image,
+                "command": ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"],
+                "volumes": ["./storage/caddy/etc:/etc/caddy:ro"],
+            }
+        else:
             del spec["services"]["tracker"]
         return json.dumps(spec, indent=2) + "\n"
 
