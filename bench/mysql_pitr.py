@@ -62,7 +62,7 @@ from tracker_backup.archive.runner import Runner
 from tracker_backup.config import load_config
 from tracker_backup.engines.mysql.binlog.archiver import BinlogArchiver
 cfg = load_config({config!r})
-runner = Runner([BinlogArchiver(cfg.mysql, cfg.backup.path)])
+runner = Runner([BinlogArchiver(cfg.section("mysql"), cfg.backup.path)])
 runner.install_signal_handlers()
 runner.run()
 """

@@ -26,8 +26,10 @@ def setup_env_list(*args: str) -> list[str]:
 
 
 def test_demo_installs_exactly_the_debs_depends():
-    runtime = setup_env_list("--runtime")
-    assert set(runtime) == control_relation("Depends"), runtime
+    runtime, depends = set(setup_env_list("--runtime")), control_relation("Depends")
+    assert runtime == depends, (
+        f"scripts/runtime-packages.txt {sorted(runtime)} != Depends of packaging/debian/control "
+        f"{sorted(depends)}: a run-time dependency goes in both (and docs/install.md)")
     demo = (ROOT / "scripts/demo").read_text()
     assert re.search(r"^\./scripts/setup-test-env --runtime\b", demo, re.M), \
         "scripts/demo must install the run-time list only"

@@ -16,11 +16,11 @@ import pytest
 
 from support.deployment import BACKUP_USER, DATABASE
 from support.mariadb import MysqlWriter
-from tracker_backup.config import MysqlConfig
 from tracker_backup.engines.mysql.binlog import stream as stream_mod
 from tracker_backup.engines.mysql.binlog.events import StreamParser
 from tracker_backup.engines.mysql.binlog.follow import BinlogFollower
-from tracker_backup.mysql_client import MysqlClient
+from tracker_backup.engines.mysql.client import MysqlClient
+from tracker_backup.engines.mysql.config import MysqlConfig
 
 pytestmark = [pytest.mark.docker, pytest.mark.mysql]
 

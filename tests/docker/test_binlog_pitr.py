@@ -20,10 +20,10 @@ import pytest
 from support.deployment import BACKUP_USER, DATABASE
 from support.mariadb import MysqlWriter
 from tracker_backup.archive.runner import Runner
-from tracker_backup.config import MysqlConfig
 from tracker_backup.engines.mysql.binlog import pitr
 from tracker_backup.engines.mysql.binlog.archiver import BinlogArchiver
-from tracker_backup.mysql_client import MysqlClient
+from tracker_backup.engines.mysql.client import MysqlClient
+from tracker_backup.engines.mysql.config import MysqlConfig
 
 pytestmark = [pytest.mark.docker, pytest.mark.mysql]
 TORRENTS = 20_000

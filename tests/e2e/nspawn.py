@@ -167,7 +167,7 @@ def _remove_older_trees(flavour: str, keep: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def _debootstrap(release: str, tmp: Path, log) -> None:
+def _debootstrap(release: str, tmp: Path) -> None:
     subprocess.run(
         ["debootstrap", "--variant=minbase", f"--include={','.join(TREE_PACKAGES)}",
          release, str(tmp), debian_mirror(release)],
@@ -185,7 +185,7 @@ def _debootstrap(release: str, tmp: Path, log) -> None:
     subprocess.run(["chroot", str(tmp), "apt-get", "clean"], check=False, env=CLEAN_ENV)
 
 
-def _add_build_packages(release: str, base: Path, tmp: Path, log) -> None:
+def _add_build_packages(release: str, base: Path, tmp: Path) -> None:
     # A copy of the base tree plus the toolchain: only the toolchain is downloaded.
     subprocess.run(["cp", "-a", "--reflink=auto", str(base), str(tmp)], check=True)
     (tmp / ".complete").unlink()
@@ -230,9 +230,9 @@ def ensure_tree(log=sys.stderr, release: str = DEFAULT_RELEASE, *, build: bool =
         print(f"e2e: building {what} (once)...", file=log, flush=True)
         t0 = time.monotonic()
         if base is not None:
-            _add_build_packages(release, base, tmp, log)
+            _add_build_packages(release, base, tmp)
         else:
-            _debootstrap(release, tmp, log)
+            _debootstrap(release, tmp)
         packages = (*TREE_PACKAGES, *BUILD_PACKAGES) if build else TREE_PACKAGES
         (tmp / ".complete").write_text(f"{release} {' '.join(packages)}\n")
         _remove_older_trees(_flavour(release, build), root)

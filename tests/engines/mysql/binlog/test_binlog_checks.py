@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tracker_backup.engines.mysql.binlog import checks, replay, stream
-from tracker_backup.mysql_client import Tools, parse_tool_version
+from tracker_backup.engines.mysql.client import Tools, parse_tool_version
 
 GRANTEE = "'tracker_backup'@'localhost'"
 MYSQL_84 = Tools("mysqldump", "mysql", "mysql", (8, 4, 3),

@@ -33,8 +33,8 @@ from tracker_backup.engines.mysql.binlog import checks
 from tracker_backup.engines.mysql.binlog.events import file_index
 from tracker_backup.engines.mysql.binlog.follow import BinlogFollower
 from tracker_backup.engines.mysql.binlog.stream import archiver_server_id
+from tracker_backup.engines.mysql.client import MysqlClient, read_password
 from tracker_backup.errors import UsageError
-from tracker_backup.mysql_client import MysqlClient, read_password
 from tracker_backup.store import Store, parse_iso, write_json_atomic
 
 log = logging.getLogger(__name__)

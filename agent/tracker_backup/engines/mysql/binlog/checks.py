@@ -13,7 +13,7 @@ the fix. The spellings differ by flavour and version:
 
 from __future__ import annotations
 
-from tracker_backup.mysql_client import MysqlClient, quote_str
+from tracker_backup.engines.mysql.client import MysqlClient, quote_str
 
 STREAM_PRIVILEGE = "REPLICATION SLAVE"
 

@@ -19,8 +19,8 @@ import time
 
 from tracker_backup.engines.mysql.binlog.events import BinlogError, FileStart, Transaction
 from tracker_backup.engines.mysql.binlog.stream import BinlogStream
+from tracker_backup.engines.mysql.client import MysqlClient, Tools
 from tracker_backup.errors import RunFailed
-from tracker_backup.mysql_client import MysqlClient, Tools
 
 log = logging.getLogger(__name__)
 

@@ -32,8 +32,8 @@ from tracker_backup.archive.store import Generation, SourceArchive
 from tracker_backup.engines.mysql.binlog.archiver import dump_bases
 from tracker_backup.engines.mysql.binlog.events import file_index
 from tracker_backup.engines.mysql.binlog.replay import ReplayPiece, replay
+from tracker_backup.engines.mysql.client import MysqlClient, Tools, quote_ident, quote_str
 from tracker_backup.errors import RunFailed
-from tracker_backup.mysql_client import MysqlClient, Tools, quote_ident, quote_str
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ from datetime import UTC, datetime
 from tracker_backup import procs
 from tracker_backup.engines.mysql.binlog.events import MAGIC
 from tracker_backup.engines.mysql.binlog.stream import binlog_tool
+from tracker_backup.engines.mysql.client import MysqlClient, Tools
 from tracker_backup.errors import RunFailed
-from tracker_backup.mysql_client import MysqlClient, Tools
 
 log = logging.getLogger(__name__)
 CHUNK = 1 << 20

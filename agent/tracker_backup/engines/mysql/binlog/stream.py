@@ -32,7 +32,7 @@ import zlib
 
 from tracker_backup import procs
 from tracker_backup.engines.mysql.binlog.events import FileStart, StreamParser, Transaction, file_index
-from tracker_backup.mysql_client import OPTION_FILE_ARG, WRAPPER, MysqlClient, Tools
+from tracker_backup.engines.mysql.client import OPTION_FILE_ARG, WRAPPER, MysqlClient, Tools
 
 log = logging.getLogger(__name__)
 
