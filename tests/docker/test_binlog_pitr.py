@@ -9,6 +9,7 @@ archiving, and finally the data directory deleted (disk loss).
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import shutil
@@ -19,10 +20,12 @@ import pytest
 
 from support.deployment import BACKUP_USER, DATABASE
 from support.mariadb import MysqlWriter
+from tracker_backup import engines
 from tracker_backup.archive.runner import Runner
+from tracker_backup.config import load_config
+from tracker_backup.engines.contract import RestoreContext
 from tracker_backup.engines.mysql.binlog import pitr
 from tracker_backup.engines.mysql.binlog.archiver import BinlogArchiver
-from tracker_backup.engines.mysql.client import MysqlClient
 from tracker_backup.engines.mysql.config import MysqlConfig
 
 pytestmark = [pytest.mark.docker, pytest.mark.mysql]
@@ -60,26 +63,21 @@ def env(host, monkeypatch):
         monkeypatch.setenv(key, host.dep.engine.env[key])
 
 
-def restore_client(host) -> MysqlClient:
-    cfg = MysqlConfig(database=DATABASE, user=RESTORE_USER, exec_prefix=tuple(host.dep.exec_prefix.split()))
-    return MysqlClient(cfg, host.restore_password)
-
-
 def new_torrents(host, database: str) -> set[int]:
     """The writer's new torrents (numbered from 10**12, see mysql_writer.py) in `database`."""
     rows = host.dep.sql("SELECT info_hash FROM torrents", database)
     return {n for n in (int(r[0], 16) for r in rows) if n >= 10**12}
 
 
-def restore_at(host, at: float | None, target: str) -> dict:
-    client = restore_client(host)
-
-    def load(snapshot: str) -> dict:
-        host.agent("restore", snapshot, "--kind", "mysql", "--database", target, *host.restore_args(),
-                   check=True)
-        return {"snapshot": snapshot}
-    return pitr.restore_at(client, client.tools(), host.backups, at, source_db=DATABASE,
-                           target_db=target, load_dump=load)
+def restore_at(host, at: float | None, target: str):
+    """What `restore --kind mysql --at AT --database TARGET` runs, through the engine's hook."""
+    config = load_config(host.config)
+    args = argparse.Namespace(database=target, mysql_user=RESTORE_USER,
+                              mysql_password_file=host.restore_password_file)
+    text = "latest" if at is None else pitr.format_time(at)
+    step = engines.get("mysql").plan_restore_at(config, text, None, args)
+    assert step.action.notes and "dump of snapshot" in step.action.notes[0]
+    return step.run(RestoreContext("test"))
 
 
 def wait_archived(archiving: Archiving, timeout: float = 30) -> None:
@@ -114,7 +112,7 @@ def test_pitr_to_a_second_holds_exactly_the_commits_up_to_it_across_a_container_
     wait_archived(archiving)
     archiving.stop()
     committed = [tuple(map(float, line.split())) for line in acks.read_text().splitlines()]
-    result = restore_at(host, target + 0.5, "pitr_copy")
+    result = restore_at(host, target, "pitr_copy")
     got = new_torrents(host, "pitr_copy")
     must = {int(n) for n, begin, ack in committed if ack < target + 1 - 0.05}
     never = {int(n) for n, begin, ack in committed if begin >= target + 1 + 0.05}
@@ -123,14 +121,21 @@ def test_pitr_to_a_second_holds_exactly_the_commits_up_to_it_across_a_container_
     assert not (never & got), sorted(never & got)[:5]
     total, metric = host.dep.invariant("pitr_copy")
     assert total == metric
-    assert result["transactions"] > 100 and result["row_counts"]["torrents"] >= TORRENTS
+    assert result.row_counts["torrents"] >= TORRENTS and "CHECK TABLE ok" in result.reached
 
     # "latest" gives every commit the archiver saw, across the restart.
     latest = restore_at(host, None, "latest_copy")
     got = new_torrents(host, "latest_copy")
     assert {int(n) for n, _b, _a in committed} <= got
-    assert latest["transactions"] > result["transactions"]
+    assert latest.row_counts["torrents"] > result.row_counts["torrents"]
     host.dep.sql("DROP DATABASE pitr_copy; DROP DATABASE latest_copy")
+
+    # The drill: a random second of the range into a scratch database, checked, dropped.
+    drill = engines.get("mysql").archive_drill(load_config(host.config), tmp_path)
+    assert drill is not None and "CHECK TABLE ok" in drill["summary"], drill
+    assert drill["scratch_database"] not in host.dep.databases()
+    report = engines.get("mysql").archive_report(load_config(host.config), [])
+    assert report["oldest"] <= target <= report["newest"] and report["generations"]
 
 
 def test_rpo_after_the_data_directory_is_deleted(host, env, tmp_path):
@@ -161,4 +166,4 @@ def test_rpo_after_the_data_directory_is_deleted(host, env, tmp_path):
     total, metric = host.dep.invariant(DATABASE)
     assert total == metric
     status = json.loads((host.backups / "archive/mysql/status.json").read_text())
-    assert status["generation"] == result["generation"]
+    assert status["generation"] and "CHECK TABLE ok" in result.reached

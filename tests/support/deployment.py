@@ -227,7 +227,7 @@ class Deployment:
         self.create_user(BACKUP_USER, backup_password, [
             f"ALL ON `{DATABASE}`.*",
             "ALL ON `tracker\\_backup\\_verify\\_%`.*",
-            "BINLOG MONITOR, REPLICATION SLAVE ON *.*"])
+            "BINLOG MONITOR, REPLICATION SLAVE, BINLOG REPLAY ON *.*"])
 
     def remove(self) -> None:
         """down(), then delete the whole directory (files owned by 999/1000 included)."""

@@ -46,6 +46,10 @@ def binlog_problems(server: MysqlServer) -> list[str]:
         return [f"continuous = yes: {str(exc).removeprefix('mysql: ')}"]
     for line in checks.warnings(binlog_format=s["binlog_format"]):
         log.warning("mysql: %s", line)
+    replay = checks.replay_problem(flavour=s["flavour"], privileges=s["privileges"],
+                                   grantee=s["grantee"])
+    if replay:  # only the drill needs it (restore --at names its own account)
+        log.warning("mysql: %s", replay)
     return checks.problems(flavour=s["flavour"], log_bin=s["log_bin"],
                            binlog_format=s["binlog_format"], checksum=s["binlog_checksum"],
                            privileges=s["privileges"], grantee=s["grantee"])

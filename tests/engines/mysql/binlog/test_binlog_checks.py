@@ -75,3 +75,12 @@ def test_tool_errors_are_classified_from_their_own_words():
     }
     for text, kind in cases.items():
         assert stream.classify_failure(text)[0] == kind, text
+
+
+def test_replaying_row_events_needs_binlog_replay_or_its_mysql_names():
+    assert "GRANT BINLOG REPLAY ON *.*" in checks.replay_problem(
+        flavour="mariadb", privileges={"SELECT", "REPLICATION SLAVE"}, grantee=GRANTEE)
+    assert "GRANT BINLOG_ADMIN ON *.*" in checks.replay_problem(
+        flavour="mysql", privileges={"SELECT"}, grantee=GRANTEE)
+    assert checks.replay_problem(flavour="mysql", privileges={"REPLICATION_APPLIER"}, grantee=GRANTEE) is None
+    assert checks.replay_problem(flavour="mariadb", privileges={"BINLOG REPLAY"}, grantee=GRANTEE) is None

@@ -92,3 +92,19 @@ def current_position(client: MysqlClient, flavour: str, version: tuple[int, ...]
     if not rows:
         raise ValueError("the server reports no binary log position (binary logging is off: log_bin)")
     return rows[0][0], int(rows[0][1])
+
+
+def replay_problem(*, flavour: str, privileges: set[str], grantee: str) -> str | None:
+    """Why this account cannot replay row events (the drill and restore --at), or None.
+
+    mysqlbinlog writes row events as BINLOG '...' statements, which need MariaDB's
+    BINLOG REPLAY (10.5.2+) or MySQL's BINLOG_ADMIN / REPLICATION_APPLIER (or SUPER).
+    """
+    have = {p.upper() for p in privileges}
+    options = ("BINLOG REPLAY", "SUPER") if flavour == "mariadb" else (
+        "BINLOG_ADMIN", "REPLICATION_APPLIER", "SUPER")
+    if "ALL PRIVILEGES" in have or any(p in have for p in options):
+        return None
+    return (f"account {grantee} lacks {options[0]}, which replaying the archived binlog's row "
+            f"events needs (the archive drill uses the [mysql] account). Fix: GRANT {options[0]} "
+            f"ON *.* TO {grantee};")

@@ -18,7 +18,7 @@ from tracker_backup import restore_plan
 from tracker_backup.archive.store import SourceArchive
 from tracker_backup.engines.contract import Part, RestoreAction, RestoreResult, RestoreStep
 from tracker_backup.engines.mysql import restore as mysql_restore
-from tracker_backup.engines.mysql.binlog import pitr
+from tracker_backup.engines.mysql.binlog import checks, pitr
 from tracker_backup.engines.mysql.client import MysqlClient, quote_ident, quote_str, read_password
 from tracker_backup.engines.mysql.config import MysqlConfig
 from tracker_backup.engines.mysql.scratch import scratch_name
@@ -105,6 +105,11 @@ def drill_at(config, rng: random.Random | None = None) -> dict | None:
     if at is None:
         return None
     client = MysqlClient(cfg, read_password(cfg))
+    s = checks.server_settings(client)
+    problem = checks.replay_problem(flavour=s["flavour"], privileges=s["privileges"],
+                                    grantee=s["grantee"])
+    if problem:
+        raise RunFailed(f"mysql: archive drill not possible: {problem}")
     name = scratch_name()
     t0 = time.monotonic()
     client.query(f"CREATE DATABASE {quote_ident(name)} CHARACTER SET utf8mb4",
