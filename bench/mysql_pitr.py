@@ -66,6 +66,21 @@ runner = Runner([BinlogArchiver(cfg.section("mysql"), cfg.backup.path)])
 runner.install_signal_handlers()
 runner.run()
 """
+# `tracker-backup restore --kind mysql --at AT [--database NAME] --mysql-user ...`, through the
+# engine's hook (the same step the command runs).
+RESTORE_AT_CHILD = """
+import argparse, sys
+from pathlib import Path
+sys.path.insert(0, {agent!r})
+from tracker_backup import engines
+from tracker_backup.config import load_config
+from tracker_backup.engines.contract import RestoreContext
+args = argparse.Namespace(database={database!r}, mysql_user={user!r},
+                          mysql_password_file=Path({pwfile!r}))
+step = engines.get("mysql").plan_restore_at(load_config({config!r}), {at!r}, None, args)
+print("\\n".join(step.action.lines()))
+print(step.run(RestoreContext("bench")).describe())
+"""
 
 
 class Bench:
@@ -101,8 +116,15 @@ class Bench:
             raise RuntimeError(f"tracker-backup {' '.join(args)}: {proc.stdout}\n{proc.stderr}")
         return time.monotonic() - t0, proc
 
-    def restore_args(self) -> list[str]:
-        return ["--mysql-user", RESTORE_USER, "--mysql-password-file", str(self.rpw)]
+    def restore_at(self, at: str, database: str | None) -> tuple[float, str]:
+        code = RESTORE_AT_CHILD.format(agent=str(AGENT), database=database, user=RESTORE_USER,
+                                       pwfile=str(self.rpw), config=str(self.config), at=at)
+        t0 = time.monotonic()
+        proc = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, env=self.env,
+                              timeout=7200)
+        if proc.returncode != 0:
+            raise RuntimeError(f"restore --at {at}: {proc.stdout}\n{proc.stderr}")
+        return time.monotonic() - t0, proc.stdout
 
     def start_archiver(self) -> None:
         code = ARCHIVE_CHILD.format(agent=str(AGENT), config=str(self.config))
@@ -267,8 +289,7 @@ def main() -> int:
         rows.append({"phase": "dump load + mariadb-binlog|mariadb (anchor)", "wall_s": round(plain, 2),
                      "x_anchor": 1.0, "ok": ok_plain,
                      "note": f"load {plain_load:.1f} s + replay {plain_replay:.1f} s; {note_plain}"})
-        agent_s, out = b.agent("restore", "latest", "--kind", "mysql", "--at", at, "--database",
-                               "pitr_agent", *b.restore_args())
+        agent_s, out = b.restore_at(at, "pitr_agent")
         ok_agent, note_agent = exactness(b, "pitr_agent", committed, t)
         same = (b.dep.sql("CHECKSUM TABLE torrents, torrent_aggregate_metrics", "pitr_agent")[0][1:]
                 == b.dep.sql("CHECKSUM TABLE torrents, torrent_aggregate_metrics", "pitr_plain")[0][1:])
@@ -278,7 +299,7 @@ def main() -> int:
                      "wall_s": round(agent_s, 2), "x_anchor": round(agent_s / plain, 2),
                      "transactions": txn, "ok": ok_agent and same and total == metric,
                      "note": f"{note_agent}; same rows as the anchor: {same}"})
-        extra["restore_output"] = out.stdout[-3000:]
+        extra["restore_output"] = out[-3000:]
         b.dep.sql("DROP DATABASE pitr_plain; DROP DATABASE pitr_agent")
 
         # RPO: disk loss while archiving.
@@ -300,7 +321,7 @@ def main() -> int:
         shutil.chown(b.dep.datadir, 999, 999)
         b.dep.up("mysql")
         b.dep.create_user(RESTORE_USER, b.rpw.read_text().strip(), ["ALL ON *.*"])
-        rpo_s, _ = b.agent("restore", "latest", "--kind", "mysql", "--at", "latest", *b.restore_args())
+        rpo_s, _ = b.restore_at("latest", None)
         committed = acks(rpo_acks)
         got = b.new_torrents(DATABASE)
         before = {n for n, _b, a in committed if a < loss - 1.0}
