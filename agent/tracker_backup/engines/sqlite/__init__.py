@@ -11,6 +11,7 @@ restore.py     restore to a path or in place; the drill uses it too
 wal.py         the `sqlite-wal` command
 config.py      [sqlite] and its parser; engine.py: the contract over all of these
 
-Will live here (next issues): archive/ — the continuous WAL archiver (run by
-tracker_backup/archive/), and pages/ — the incremental page store.
+archive/       the continuous WAL archiver and point-in-time restore (run by
+               tracker_backup/archive/runner.py; offered through Engine.archiver)
+Will live here (next issue): pages/ — the incremental page store.
 """
