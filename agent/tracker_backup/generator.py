@@ -41,32 +41,33 @@ HOME_DIRS = ("/home", "/root", "/run/user")
 APPLIED_RECORD = Path(os.environ.get("TRACKER_BACKUP_SCHEDULE_RECORD",
                                      "/run/tracker-backup/schedule-applied"))
 PENDING_FLAG = "tracker-backup-schedule.pending"
+ARCHIVE_UNIT = "tracker-backup-archive.service"
 
 
-def record_text(enabled: bool) -> str:
-    return f"enabled={'yes' if enabled else 'no'}\n"
+def record_text(enabled: bool, archive: bool = False) -> str:
+    return f"enabled={'yes' if enabled else 'no'}\n" + ("archive=yes\n" if archive else "")
 
 
-def write_applied_record(enabled: bool, record: Path = APPLIED_RECORD) -> None:
-    """Note which [schedule] enabled the running timers now follow."""
+def write_applied_record(enabled: bool, record: Path = APPLIED_RECORD, archive: bool = False) -> None:
+    """Note which [schedule] enabled (and archive unit state) the running units now follow."""
     record.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
     tmp = record.with_name(record.name + ".tmp")
-    tmp.write_text(record_text(enabled))
+    tmp.write_text(record_text(enabled, archive))
     os.replace(tmp, record)
 
 
-def apply_needed(enabled: bool, record: Path = APPLIED_RECORD) -> bool:
+def apply_needed(enabled: bool, record: Path = APPLIED_RECORD, archive: bool = False) -> bool:
     """True when the running timers may not follow `enabled` (the record says otherwise).
 
     No record means this is the boot (or the first run after install): the wants
     links written now are what the timers follow, so the record is created here.
     """
     try:
-        return record.read_text() != record_text(enabled)
+        return record.read_text() != record_text(enabled, archive)
     except FileNotFoundError:
         # A read-only /run: nothing to compare with later, and nothing to do now.
         with contextlib.suppress(OSError):
-            write_applied_record(enabled, record)
+            write_applied_record(enabled, record, archive)
         return False
     except OSError:
         return False
@@ -82,6 +83,9 @@ class Plan:
     credentials: dict[str, Path] = field(default_factory=dict)  # LoadCredential= name → file
     service_lines: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # tracker-backup-archive.service is wanted: a source has continuous archiving on
+    # ([sqlite] continuous = yes) and [schedule] enabled = yes (`disable` pauses both).
+    archive: bool = False
 
     @property
     def credential(self) -> Path | None:
@@ -121,6 +125,8 @@ def plan_for(config: Config) -> Plan:
         plan.service_lines.append("PrivateNetwork=yes")
     if any(_under(p, d) for p in touched for d in HOME_DIRS):
         plan.service_lines.append("ProtectHome=read-only")
+    plan.archive = config.schedule.enabled and any(
+        e.archiver(config) is not None for e in engines.configured(config))
     return plan
 
 
@@ -175,6 +181,15 @@ def write_plan(plan: Plan, out: Path, record: Path = APPLIED_RECORD) -> list[Pat
     written.append(_write(out / "tracker-backup-drill.service.d" / DROPIN,
                           [*header, *service_section(plan, plan.read_write[:1])]))
 
+    written.append(_write(out / f"{ARCHIVE_UNIT}.d" / DROPIN,
+                          [*header, *service_section(plan, plan.read_write)]))
+    if plan.archive and (target := find_unit(ARCHIVE_UNIT)) is not None:
+        link = out / "multi-user.target.wants" / ARCHIVE_UNIT
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink():
+            link.unlink()
+        link.symlink_to(target)
+        written.append(link)
     if s.enabled:
         for unit in ("tracker-backup.timer", "tracker-backup-drill.timer"):
             target = find_unit(unit)
@@ -186,7 +201,7 @@ def write_plan(plan: Plan, out: Path, record: Path = APPLIED_RECORD) -> list[Pat
                 link.unlink()
             link.symlink_to(target)
             written.append(link)
-    if apply_needed(s.enabled, record):
+    if apply_needed(s.enabled, record, plan.archive):
         written.append(_write(out / PENDING_FLAG, [f"enabled={'yes' if s.enabled else 'no'}"]))
     return written
 

@@ -13,6 +13,7 @@ on SIGTERM. Without systemd these are no-ops.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -82,7 +83,12 @@ class Runner:
                     log.error("%s: closing the archiver failed: %s", archiver.source, exc)
 
     def status_line(self) -> str:
-        return "; ".join(s.archiver.status().line() for s in self.slots) or "no archivers"
+        lines = []
+        for slot in self.slots:
+            st = slot.archiver.status()
+            st.stalled = slot.stalled or st.stalled
+            lines.append(st.line())
+        return "; ".join(lines) or "no archivers"
 
     def _loop(self) -> None:
         next_status = next_watchdog = 0.0
@@ -101,6 +107,8 @@ class Runner:
     def _turn(self, slot: _Slot, now: float) -> None:
         a = slot.archiver
         if slot.stalled and now < slot.retry_at:
+            with contextlib.suppress(OSError):
+                a.observe()
             return
         try:
             a.poll()

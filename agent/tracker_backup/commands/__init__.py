@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from tracker_backup import engines
 from tracker_backup.commands import (
+    archive,
     check_config,
     drill,
     list,  # noqa: A004 - the verb's name
@@ -22,7 +23,8 @@ from tracker_backup.commands import (
 )
 
 # In the order `tracker-backup --help` lists them.
-CORE = (run, list, verify, prune, status, check_config, window_recover, restore, drill, schedule)
+CORE = (run, list, verify, prune, status, check_config, window_recover, restore, drill, schedule,
+        archive)
 
 
 def register_all(subparsers) -> None:

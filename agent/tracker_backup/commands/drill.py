@@ -100,6 +100,15 @@ def drill(config: Config, *, snap_id: str, as_json: bool, out, wait: float = 0.0
                     problems.append(f"{part.name}: {exc}")
                 except TrackerBackupError as exc:
                     problems.append(f"{part.name}: {exc}")
+            # The continuous archive: a random second inside it, restored and checked too.
+            for engine in engines.configured(config):
+                try:
+                    found = engine.archive_drill(config, scratch)
+                except TrackerBackupError as exc:
+                    problems.append(f"{engine.kind} archive: {exc}")
+                    continue
+                if found is not None:
+                    details[f"{engine.kind}-archive"] = found
         except SnapshotDamaged as exc:
             damaged = True
             problems.append(str(exc))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
+from tracker_backup import engines
 from tracker_backup.commands.args import view_command
 from tracker_backup.config import Config
 from tracker_backup.humanize import human_age, human_bytes
@@ -45,6 +46,9 @@ def status_data(config: Config, now: datetime | None = None) -> dict:
     else:
         data["last_success_age_sec"] = None
         data["warnings"].append("no successful backup recorded")
+    data["archive"] = archive_reports(config, snaps)
+    for report in data["archive"].values():
+        data["warnings"] += report["warnings"]
     try:
         from tracker_backup import schedule_status
 
@@ -53,6 +57,31 @@ def status_data(config: Config, now: datetime | None = None) -> dict:
     except ImportError:
         pass
     return data
+
+
+def archive_reports(config: Config, snaps) -> dict:
+    """Each configured engine's continuous archive report (range, lag, warnings)."""
+    reports = {}
+    for engine in engines.configured(config):
+        report = engine.archive_report(config, snaps)
+        if report is not None:
+            reports[engine.kind] = report
+    return reports
+
+
+def archive_lines(reports: dict) -> list[str]:
+    """The archive's range and lag, one line per source."""
+    lines = []
+    for kind, r in reports.items():
+        if r.get("oldest_iso"):
+            span = (f"restorable {r['oldest_iso'][:19].replace('T', ' ')} .. "
+                    f"{r['newest_iso'][:19].replace('T', ' ')} UTC")
+        else:
+            span = "nothing restorable yet"
+        lag = r.get("lag_seconds")
+        lag_text = f", lag {lag:.1f}s" if lag is not None else ""
+        lines.append(f"{kind}: {span}{lag_text}, {len(r.get('generations') or [])} generation(s)")
+    return lines
 
 
 def status(config: Config, *, as_json: bool, out) -> int:
@@ -87,6 +116,8 @@ def status(config: Config, *, as_json: bool, out) -> int:
     for key, label in (("timer", "timer:        "), ("next_run", "next run:     ")):
         if data.get(key):
             print(f"{label}{data[key]}", file=out)
+    for line in archive_lines(data["archive"]):
+        print(f"archive:      {line}", file=out)
     for warning in data["warnings"]:
         print(f"WARNING: {warning}", file=out)
     return 0
