@@ -50,13 +50,15 @@ class Runner:
     def __init__(self, archivers: list[Archiver], *, poll_interval: float = 0.01,
                  publish_interval: float = 0.5, maintain_interval: float = 1.0,
                  status_interval: float = 5.0,
-                 notify: Callable[..., bool] = systemd.notify):
+                 notify: Callable[..., bool] = systemd.notify,
+                 on_status: Callable[[], None] | None = None):
         self.slots = [_Slot(a) for a in archivers]
         self.poll_interval = poll_interval
         self.publish_interval = publish_interval
         self.maintain_interval = maintain_interval
         self.status_interval = status_interval
         self.notify = notify
+        self.on_status = on_status  # e.g. rewrite the metrics textfile, every status_interval
         self.stop = threading.Event()
         usec = os.environ.get("WATCHDOG_USEC", "")
         self.watchdog_interval = int(usec) / 2e6 if usec.isdigit() and int(usec) > 0 else None
@@ -112,6 +114,8 @@ class Runner:
                 self._turn(slot, now)
             if now >= next_status:
                 self.notify(STATUS=self.status_line())
+                if self.on_status is not None:
+                    self.on_status()
                 next_status = now + self.status_interval
             if now >= next_progress:
                 self._log_progress()

@@ -13,6 +13,7 @@ from tracker_backup.commands import (
     check_config,
     drill,
     list,  # noqa: A004 - the verb's name
+    metrics,
     prune,
     restore,
     run,
@@ -23,8 +24,8 @@ from tracker_backup.commands import (
 )
 
 # In the order `tracker-backup --help` lists them.
-CORE = (run, list, verify, prune, status, check_config, window_recover, restore, drill, schedule,
-        archive)
+CORE = (run, list, verify, prune, status, metrics, check_config, window_recover, restore, drill,
+        schedule, archive)
 
 
 def register_all(subparsers) -> None:
