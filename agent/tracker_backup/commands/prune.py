@@ -22,7 +22,7 @@ def register(subparsers) -> None:
     pr = subparsers.add_parser("prune",
                                help="apply retention, printing what is kept and deleted and why")
     pr.add_argument("--dry-run", action="store_true", help="only print the plan")
-    pr.set_defaults(handler=_handler)
+    pr.set_defaults(handler=_handler, refresh_metrics=True)
 
 
 def _handler(args: argparse.Namespace, config: Config, out) -> int:

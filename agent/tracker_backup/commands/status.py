@@ -27,6 +27,7 @@ def status_data(config: Config, now: datetime | None = None) -> dict:
         "backup_path": str(store.path),
         "last_run": state.get("last_run"),
         "last_success": state.get("last_success"),
+        "run_failures_total": state.get("run_failures_total", 0),
         "snapshots": len(snaps),
         "good_snapshots": sum(1 for s in snaps if s.good),
         "total_bytes": 0,
