@@ -202,6 +202,10 @@ def phase(name: str, args, work: Path, size: int) -> dict:
                 "w_max_ms": round(st.get("max_ms", 0), 1)})
     if tool is None:
         return row
+    if args.no_restore:  # memory runs on big databases: only what the archiving process costs
+        stored = tree_bytes(backups / "archive") if backups else tree_bytes(replica)
+        row["stored_mb"] = round(stored / MB, 1)
+        return row
     stored = tree_bytes(backups / "archive") if backups else tree_bytes(replica)
     row["stored_mb"] = round(stored / MB, 1)
     row["x_db"] = round(stored / size, 2)
@@ -272,6 +276,8 @@ def main() -> int:
     ap.add_argument("--phases", default="idle,agent,litestream")
     ap.add_argument("--rounds", type=int, default=1,
                     help="repeat the phases, rotating their order (this host is noisy)")
+    ap.add_argument("--no-restore", action="store_true",
+                    help="skip the restores (peak-RSS runs on large databases)")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--name", default="continuous")
     ap.add_argument("--out", default=None)
