@@ -2,46 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import time
-import urllib.error
 import urllib.request
 
-import pytest
-
 from support.prom_text import Exposition
-
-NODE_EXPORTER = "/usr/bin/prometheus-node-exporter"
-
-
-@pytest.fixture
-def node_exporter(textfile):
-    """node_exporter on a free loopback port, reading only the textfile's directory."""
-    if not shutil.which(NODE_EXPORTER):
-        pytest.fail("prometheus-node-exporter is not installed: run ./scripts/setup-test-env")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([NODE_EXPORTER, f"--web.listen-address=127.0.0.1:{port}",
-                             "--collector.disable-defaults", "--collector.textfile",
-                             f"--collector.textfile.directory={textfile.parent}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}/metrics"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=2).close()
-            break
-        except (urllib.error.URLError, ConnectionError):
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise AssertionError(f"node_exporter did not start: {proc.communicate()[1]}") from None
-            time.sleep(0.1)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
 
 
 def scrape(url: str) -> Exposition:
