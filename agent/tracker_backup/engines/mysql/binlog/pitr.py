@@ -188,7 +188,7 @@ def _caught_up(backup_path: Path, source: str, gen: Generation) -> float | None:
         return None
     if st.get("generation") != gen.id or st.get("stalled") or st.get("bytes_behind") not in (0, None):
         return None
-    if st.get("pending"):
+    if st.get("pending") or not st.get("streaming"):
         return None
     return float(st["updated"]) - 1.0  # one poll and publish interval of slack
 

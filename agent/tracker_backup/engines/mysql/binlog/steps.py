@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 from tracker_backup import restore_plan
+from tracker_backup.archive import retention as archive_retention
 from tracker_backup.archive import status as archive_status
 from tracker_backup.archive.store import SourceArchive
 from tracker_backup.archive.times import parse_at
@@ -155,3 +156,27 @@ def report(config, snapshots: list[Snapshot] | None = None) -> dict | None:
                binlog_file=st.get("binlog_file"), binlog_pos=st.get("binlog_pos"),
                bytes_behind=behind)
     return out
+
+
+def prune(config, kept: list[Snapshot], dry_run: bool) -> list[str]:
+    """Archive retention given the snapshots kept: the oldest kept dump is the anchor.
+
+    A kept dump needs the archive from its binlog file's format description on
+    (replay reads from there), so that entry is what the generic rule keeps.
+    """
+    backup_path = config.backup.path
+    archive = SourceArchive(backup_path, SOURCE)
+    if not archive.generations():
+        return []
+    kept_ids = {s.id for s in kept if s.good}
+    kept_bases: dict[str, list[int]] = {}
+    for span in pitr.spans(backup_path, SOURCE):
+        for base in span.bases:
+            if base.snapshot in kept_ids:
+                kept_bases.setdefault(span.generation.id, []).append(max(0, base.fde_seq - 1))
+    started = [s.started.timestamp() for s in kept if s.good and s.started]
+    plan = archive_retention.plan_prune(archive, kept_bases, min(started) if started else None,
+                                        config.retention.keep_days, time.time())
+    if not dry_run:
+        archive_retention.apply_prune(plan)
+    return [("would delete " if dry_run else "deleted ") + d.line() for d in plan]
