@@ -17,6 +17,7 @@ event is stamped T or earlier. The plan:
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import random
@@ -68,7 +69,7 @@ def _meta_key(meta: dict | None) -> tuple[int, int] | None:
     return _key(meta["file"], meta["end"]) if meta and "end" in meta else None
 
 
-def _fde_seq(gen: Generation, segs: list, file: str) -> int:
+def _fde_seq(gen: Generation, segs: list, file: str) -> int | None:
     """The seq of the `file` entry of binlog `file` (entries are in file order: trailers find it)."""
     index = file_index(file)[1]
     for seg in segs:
@@ -79,7 +80,7 @@ def _fde_seq(gen: Generation, segs: list, file: str) -> int:
             if entry.meta.get("kind") == "file" and entry.meta.get("file") == file:
                 return entry.seq
         break
-    raise SegmentError(f"{gen.path}: no format description of {file} in the archive")
+    return None  # before the archive's (pruned) start: not a base any more
 
 
 def _tie(gen: Generation, segs: list, dump: dict, start: tuple[int, int]) -> Tied | None:
@@ -115,7 +116,10 @@ def _tie(gen: Generation, segs: list, dump: dict, start: tuple[int, int]) -> Tie
         tied = Tied(dump["snapshot"], dump["file"], dump["pos"],
                     prev_ts if prev_ts is not None else dump["finished"], last_seq)
     if segs:
-        tied.fde_seq = _fde_seq(gen, segs, dump["file"])
+        fde = _fde_seq(gen, segs, dump["file"])
+        if fde is None:
+            return None
+        tied.fde_seq = fde
     return tied
 
 
@@ -281,8 +285,17 @@ def restore_at(client: MysqlClient, tools: Tools, backup_path: Path, at: float |
     loaded = load_dump(p.base.snapshot)
     t1 = time.monotonic()
     counter: dict = {}
-    replayed = replay(client, tools, pieces(p, counter), source_db=source_db, target_db=target_db,
-                      stop=None if math.isinf(p.stop) else p.stop)
+    stream = pieces(p, counter)
+    head: list[ReplayPiece] = []
+    for piece in stream:  # up to the first transaction: is there anything to replay at all?
+        head.append(piece)
+        if piece.kind == "trx":
+            break
+    if any(piece.kind == "trx" for piece in head):
+        replayed = replay(client, tools, itertools.chain(head, stream), source_db=source_db,
+                          target_db=target_db, stop=None if math.isinf(p.stop) else p.stop)
+    else:  # the dump is the newest state the archive knows
+        replayed = {"transactions": 0, "bytes": 0, "last_timestamp": None, "seconds": 0.0}
     t2 = time.monotonic()
     counts, bad = check_tables(client, target_db)
     if bad:
