@@ -160,3 +160,17 @@ def test_sqlite_live_rejects_an_unknown_agent_variant_naming_it_and_the_choices(
     assert proc.returncode == 2
     assert "--variants: unknown fast; expected some of none, none-rl, zstd" in proc.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_mysql_pitr_measures_rpo_exactness_writer_cost_and_restore_time_on_docker(tmp_path):
+    from support.docker_engine import DockerEngine
+    reason = DockerEngine.missing()
+    if reason:
+        import pytest
+        pytest.skip(f"no Docker engine can start here: {reason}")
+    _, data = run_bench(tmp_path, "mysql_pitr.py", "--rows", "5000", "--rate", "100",
+                        "--hour", "8", "--window", "2", "--rpo-seconds", "2", timeout=900)
+    rows = {r["phase"].split(" (")[0].split(",")[0]: r for r in data["rows"]}
+    assert all(r["ok"] for r in data["rows"]), data["rows"]
+    assert rows["restore --at T"]["x_anchor"] > 0 and data["p99_ratio"] > 0
+    assert "RPO: data dir deleted" in data["rows"][-1]["phase"]
