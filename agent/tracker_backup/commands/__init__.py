@@ -12,6 +12,7 @@ from tracker_backup.commands import (
     archive,
     check_config,
     drill,
+    export,
     list,  # noqa: A004 - the verb's name
     metrics,
     prune,
@@ -25,7 +26,7 @@ from tracker_backup.commands import (
 
 # In the order `tracker-backup --help` lists them.
 CORE = (run, list, verify, prune, status, metrics, check_config, window_recover, restore, drill,
-        schedule, archive)
+        export, schedule, archive)
 
 
 def register_all(subparsers) -> None:
