@@ -10,6 +10,7 @@ directories (normal, early, late). It writes into the normal one:
 - tracker-backup.service.d/  ReadWritePaths= for the backup path and the SQLite
   database directory, the MySQL credential, and the network the config needs;
 - tracker-backup-drill.service.d/  the same, with only the backup path writable;
+  both also get the directory of [metrics] textfile (created if missing, 0755);
 - tracker-backup-schedule.pending, when [schedule] enabled differs from the setting
   last applied (/run/tracker-backup/schedule-applied): tracker-backup-schedule.path
   then starts or stops the running timers, which a reload alone never does.
@@ -83,6 +84,8 @@ class Plan:
     credentials: dict[str, Path] = field(default_factory=dict)  # LoadCredential= name → file
     service_lines: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    metrics_dir: Path | None = None  # the directory of [metrics] textfile
+    metrics_listen: str | None = None  # [metrics] listen: the archiver serves /metrics there
     # tracker-backup-archive.service is wanted: a source has continuous archiving on
     # ([sqlite] continuous = yes) and [schedule] enabled = yes (`disable` pauses both).
     archive: bool = False
@@ -123,6 +126,10 @@ def plan_for(config: Config) -> Plan:
     if not hosts:
         # Nothing needs the network: sockets in the file system (MySQL, Docker) still work.
         plan.service_lines.append("PrivateNetwork=yes")
+    if config.metrics.textfile is not None:
+        plan.metrics_dir = config.metrics.textfile.parent
+        touched.append(plan.metrics_dir)
+    plan.metrics_listen = config.metrics.listen
     if any(_under(p, d) for p in touched for d in HOME_DIRS):
         plan.service_lines.append("ProtectHome=read-only")
     plan.archive = config.schedule.enabled and any(
@@ -182,7 +189,7 @@ def write_plan(plan: Plan, out: Path, record: Path = APPLIED_RECORD) -> list[Pat
                           [*header, *service_section(plan, plan.read_write[:1])]))
 
     written.append(_write(out / f"{ARCHIVE_UNIT}.d" / DROPIN,
-                          [*header, *service_section(plan, plan.read_write)]))
+                          [*header, *archive_network(plan, service_section(plan, plan.read_write))]))
     if plan.archive and (target := find_unit(ARCHIVE_UNIT)) is not None:
         link = out / "multi-user.target.wants" / ARCHIVE_UNIT
         link.parent.mkdir(parents=True, exist_ok=True)
@@ -212,6 +219,12 @@ def service_section(plan: Plan, read_write: list[Path]) -> list[str]:
     for path in plan.make_dirs:
         # '+': outside the sandbox, so the path exists before ReadWritePaths= needs it.
         lines.append(f"ExecStartPre=-+/bin/mkdir -p -m 0700 {quote(path)}")
+    if plan.metrics_dir is not None:
+        # node_exporter's own user reads it: 0755 with its parents (install -d), and an
+        # existing directory is left as it is (the operator's mode and owner).
+        lines.append("ExecStartPre=-+/bin/sh -c 'test -d \"$$0\" || exec /usr/bin/install -d "
+                     f"-m 0755 \"$$0\"' {quote(plan.metrics_dir)}")
+        read_write = [*read_write, plan.metrics_dir]
     for path in read_write:
         # '-': a missing path must not stop the sandbox from being set up; the agent
         # then reports the missing directory itself, naming the config key.
@@ -219,6 +232,20 @@ def service_section(plan: Plan, read_write: list[Path]) -> list[str]:
     for name, path in plan.credentials.items():
         lines.append(f"LoadCredential={name}:{str(path).replace('%', '%%')}")
     return lines + plan.service_lines
+
+
+def archive_network(plan: Plan, lines: list[str]) -> list[str]:
+    """The archiver serving /metrics on the host's loopback needs the host's network.
+
+    PrivateNetwork= would give it a loopback of its own that no scraper reaches; instead
+    the IP allow-list keeps it to localhost. When an engine already needs the network
+    (MySQL over TCP) its lines stay, and they allow localhost already.
+    """
+    if plan.metrics_listen is None or "PrivateNetwork=yes" not in lines:
+        return lines
+    return [*(ln for ln in lines if ln != "PrivateNetwork=yes"),
+            f"# [metrics] listen = {plan.metrics_listen}: /metrics on the loopback only",
+            "IPAddressDeny=any", "IPAddressAllow=localhost"]
 
 
 def _write(path: Path, lines: list[str]) -> Path:

@@ -25,7 +25,8 @@ def config_text(continuous: str = "yes") -> str:
 path = /srv/backups/tracker
 
 [schedule]
-enabled = no
+enabled = yes        ; the archive unit follows the same switch as the timers
+on_calendar = *-*-* 03:00:00
 
 [sqlite]
 database = {DB}
@@ -81,7 +82,7 @@ def test_config_enables_the_archive_unit_and_it_notifies_ready(tracker):
     box.run(["systemctl", "start", UNIT], timeout=120)  # Type=notify: returns after READY=1
     props = show(box, UNIT, "ActiveState", "SubState", "Type", "WatchdogUSec", "StatusText")
     assert props["ActiveState"] == "active" and props["Type"] == "notify", props
-    assert int(props["WatchdogUSec"]) > 0
+    assert props["WatchdogUSec"] == "30s", props
     wait_for(lambda: "seq" in show(box, UNIT, "StatusText")["StatusText"], what="STATUS=")
     wait_for(lambda: "archive base" in story(box), timeout=60, what="the first base")
     text = story(box)
@@ -116,6 +117,14 @@ def test_point_in_time_restore_from_the_running_archive(tracker):
     check = box.run(["python3", "-c", "import sqlite3;c=sqlite3.connect('/root/restored.db');"
                      "print(c.execute('pragma integrity_check').fetchone()[0])"]).stdout.strip()
     assert check == "ok"
+
+
+def test_journal_tells_the_story_with_structured_fields(tracker):
+    entries = [json.loads(line) for line in tracker.run(
+        ["journalctl", "--no-pager", "-o", "json", "-u", UNIT]).stdout.splitlines() if line.strip()]
+    generations = [e for e in entries if e.get("ARCHIVE_GENERATION") and "generation" in e["MESSAGE"]]
+    assert generations and generations[0]["ARCHIVE_SOURCE"] == "sqlite"
+    assert any("archive base" in e["MESSAGE"] for e in entries)
 
 
 def test_stop_is_clean_and_disabling_the_config_removes_the_unit_link(tracker):

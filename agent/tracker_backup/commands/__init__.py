@@ -12,7 +12,9 @@ from tracker_backup.commands import (
     archive,
     check_config,
     drill,
+    export,
     list,  # noqa: A004 - the verb's name
+    metrics,
     prune,
     restore,
     run,
@@ -23,8 +25,8 @@ from tracker_backup.commands import (
 )
 
 # In the order `tracker-backup --help` lists them.
-CORE = (run, list, verify, prune, status, check_config, window_recover, restore, drill, schedule,
-        archive)
+CORE = (run, list, verify, prune, status, metrics, check_config, window_recover, restore, drill,
+        export, schedule, archive)
 
 
 def register_all(subparsers) -> None:

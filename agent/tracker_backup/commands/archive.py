@@ -15,6 +15,7 @@ from tracker_backup import engines
 from tracker_backup.archive.runner import Runner
 from tracker_backup.config import Config
 from tracker_backup.errors import EXIT_OK, UsageError
+from tracker_backup.metrics.live import LiveMetrics
 from tracker_backup.store import Store
 
 
@@ -40,7 +41,12 @@ def handler(args: argparse.Namespace, config: Config, out) -> int:
         raise UsageError(f"{config.file}: no source is configured for continuous archiving "
                          "(set [sqlite] or [mysql] continuous = yes)")
     Store(config.backup.path).prepare(require_mountpoint=config.backup.require_mountpoint)
-    runner = Runner(found)
-    runner.install_signal_handlers()
-    runner.run()
+    live = LiveMetrics(config)  # [metrics]: the textfile every few seconds, /metrics if listen
+    try:
+        runner = Runner(found, on_status=live.update)
+        runner.install_signal_handlers()
+        runner.run()
+        live.update()  # the state the archivers left at close
+    finally:
+        live.close()
     return EXIT_OK

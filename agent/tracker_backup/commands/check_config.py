@@ -28,6 +28,12 @@ def check_config(config: Config, out) -> int:
     problems = []
     for engine in engines.configured(config):
         problems += [f"[{engine.kind}] {p}" for p in engine.preflight(config)]
+    from tracker_backup.space import space_report
+
+    space = space_report(config)
+    print(f"; {space.line()}", file=out)
+    if space.short:
+        print("WARNING: not enough free space for the next run on the backup path", file=out)
     for problem in problems:
         print(f"PROBLEM: {problem}", file=out)
     if problems:

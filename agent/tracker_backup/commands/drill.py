@@ -47,6 +47,7 @@ def register(subparsers) -> None:
     d.add_argument("--wait", default="0", metavar="DURATION",
                    help="if a backup run holds the lock, wait up to this long (e.g. 6h; "
                         "default: fail at once with exit 3)")
+    d.set_defaults(refresh_metrics=True)
 
 
 def _handler(args: argparse.Namespace, config: Config, out) -> int:

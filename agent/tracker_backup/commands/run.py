@@ -31,7 +31,7 @@ def register(subparsers) -> None:
     r.add_argument("--no-prune", action="store_true",
                    help="do not apply retention afterwards (the systemd unit prunes in "
                         "ExecStartPost=)")
-    r.set_defaults(handler=_handler)
+    r.set_defaults(handler=_handler, refresh_metrics=True)
 
 
 def _handler(args: argparse.Namespace, config: Config, out) -> int:
@@ -54,6 +54,7 @@ def run(config: Config, *, prune: bool = True) -> str:
             for name in store.remove_debris():
                 log.info("removed %s left by an interrupted run", name)
             WindowJournal(store.window_journal_path).recover()
+            _say_space(config)
             staging = store.new_staging(started)
             snap_id = staging.id
             try:
@@ -107,6 +108,18 @@ def run(config: Config, *, prune: bool = True) -> str:
                    error=True, duration_sec=f"{duration:.3f}", error_text=message,
                    snapshot=snap_id if published else None)
         raise exc from None
+
+
+def _say_space(config: Config) -> None:
+    """Before anything is written: how much the run needs against what is free."""
+    from tracker_backup.space import space_report
+
+    space = space_report(config)
+    if space.short:
+        log.warning("%s: the run may fail for lack of space", space.line())
+    else:
+        log.info("%s", space.line())
+    logs.progress(space.line())
 
 
 def _back_up_sources(config: Config, store: Store, staging: Staging) -> list[SourceResult]:
