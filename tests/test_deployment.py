@@ -135,3 +135,16 @@ def test_unknown_driver_and_bad_url_are_named_with_where_they_came_from(tmp_path
     layout.env.write_text("TORRUST_TRACKER_CONFIG_OVERRIDE_CORE__DATABASE__DRIVER=postgresql\n")
     with pytest.raises(ConfigError, match=r"driver = 'postgresql': expected sqlite3 or mysql"):
         deployment.read_deployment(layout.storage)
+
+
+def test_the_sample_storages_tracker_toml_names_the_database_it_writes(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    subprocess.run([sys.executable, str(ROOT / "scripts/make-sample-storage.py"), str(tmp_path),
+                    "--rows", "100"], check=True, capture_output=True, timeout=120)
+    dep = deployment.read_deployment(tmp_path / "storage")
+    assert dep.sqlite_path == tmp_path / "storage/tracker/lib/database/tracker.db"
+    assert dep.sqlite_path.is_file() and not dep.notes, dep.notes
