@@ -1,4 +1,4 @@
-# make deb      build dist/tracker-backup_<version>_all.deb (Debian 12: needs the build
+# make deb      build dist/tracker-backup_<version>_all.deb (Debian 12 or 13: needs the build
 #               packages listed in docs/install.md; ./scripts/setup-test-env installs them)
 # make lintian  build, then run lintian on the package
 # BUILD_DIR / DIST_DIR may be overridden (the e2e tests build into their own temp dirs).
@@ -19,7 +19,7 @@ deb:
 	rm -rf "$(BUILD_DIR)"
 	mkdir -p "$(BUILD_DIR)/src" "$(DIST_DIR)"
 	tar -cf - --exclude=__pycache__ --exclude='*.egg-info' --exclude=.debhelper \
-		agent units packaging docs pyproject.toml README.md | tar -xf - -C "$(BUILD_DIR)/src"
+		agent units packaging docs pyproject.toml setup.cfg README.md | tar -xf - -C "$(BUILD_DIR)/src"
 	cp -a packaging/debian "$(BUILD_DIR)/src/debian"
 	cd "$(BUILD_DIR)/src" && env $(CLEAN_PATH) dpkg-buildpackage -us -uc -b >../build.log 2>&1 || \
 		{ tail -40 ../build.log >&2; exit 1; }

@@ -12,6 +12,7 @@ import pytest
 from conftest import agent_env, write_config
 from tracker_backup import generator
 from tracker_backup.config import load_config
+from tracker_backup.engines.mysql import client as mysql_client
 
 UNITS = Path(__file__).resolve().parent.parent / "units"
 
@@ -144,7 +145,7 @@ def test_mysql_over_tcp_keeps_the_network_with_an_allow_list(tmp_path, host, lin
 
 def test_mysql_password_file_becomes_a_credential_only_when_present(tmp_path, monkeypatch):
     secret = tmp_path / "mysql.password"
-    monkeypatch.setattr(generator, "DEFAULT_PASSWORD_FILE", secret)
+    monkeypatch.setattr(mysql_client, "DEFAULT_PASSWORD_FILE", secret)
     config = load_config(conf(tmp_path, "[mysql]\ndatabase = torrust_tracker\n"))
     assert generator.plan_for(config).credential is None
     secret.write_text("pw\n")

@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from tracker_backup.manifest import ArtifactEntry
+
 CHUNK = 1 << 20
 ZSTD_JOB_SIZE = 2 << 20
 FILE_MODE = 0o600
@@ -35,11 +37,13 @@ class Artifact:
     sha256: str
     raw_bytes: int  # size before compression
 
-    def to_json(self) -> dict:
-        return asdict(self)
+    def to_json(self) -> ArtifactEntry:
+        """The manifest's entry for this artifact."""
+        return asdict(self)  # type: ignore[return-value]
 
     @classmethod
     def from_json(cls, data: dict) -> Artifact:
+        """From a manifest entry (unknown keys, e.g. from a newer agent, are ignored)."""
         return cls(**{k: data[k] for k in cls.__dataclass_fields__})
 
 
@@ -202,7 +206,16 @@ def iter_decompressed(path: Path, compression: str) -> Iterator[bytes]:
 
 def fsync_dir(path: Path) -> None:
     """fsync a directory so renames and creations inside it are durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    _fsync(path, os.O_RDONLY | os.O_DIRECTORY)
+
+
+def fsync_file(path: Path) -> None:
+    """fsync a file written by someone else (e.g. SQLite) before it is trusted."""
+    _fsync(path, os.O_RDONLY | os.O_CLOEXEC)
+
+
+def _fsync(path: Path, flags: int) -> None:
+    fd = os.open(path, flags)
     try:
         os.fsync(fd)
     finally:

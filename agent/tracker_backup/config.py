@@ -10,16 +10,22 @@ backup.
 from __future__ import annotations
 
 import configparser
+import dataclasses
 import math
 import os
 import re
 import shlex
-import shutil
-import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from tracker_backup.errors import ConfigError
+
+if TYPE_CHECKING:
+    from tracker_backup.engines.files.config import FilesConfig
+    from tracker_backup.engines.mysql.config import MysqlConfig
+    from tracker_backup.engines.sqlite.config import SqliteConfig
 
 DEFAULT_CONFIG_PATH = Path("/etc/tracker-backup/tracker-backup.conf")
 CONFIG_ENV = "TRACKER_BACKUP_CONFIG"
@@ -29,8 +35,6 @@ _TRUE = {"1", "yes", "true", "on"}
 _FALSE = {"0", "no", "false", "off"}
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$")
-# The Torrust tracker's own tables; a copy without them is not a tracker backup.
-TRACKER_TABLES = ("torrents", "keys", "whitelist")
 
 
 @dataclass(frozen=True)
@@ -72,48 +76,6 @@ class ScheduleConfig:
 
 
 @dataclass(frozen=True)
-class SqliteConfig:
-    """[sqlite]: the tracker's SQLite database."""
-
-    database: Path
-    max_lock: float = 2.0
-    busy_timeout: float = 5.0
-    stop_command: tuple[str, ...] = ()
-    start_command: tuple[str, ...] = ()
-    required_tables: tuple[str, ...] = TRACKER_TABLES
-
-    @property
-    def has_maintenance_window(self) -> bool:
-        """True when both stop_command and start_command are configured."""
-        return bool(self.stop_command and self.start_command)
-
-
-@dataclass(frozen=True)
-class FilesConfig:
-    """[files]: chosen files of the storage directory, as one tar archive."""
-
-    root: Path
-    include: tuple[str, ...] = ("**",)
-    exclude: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class MysqlConfig:
-    """[mysql]: a MySQL/MariaDB database dumped hot with mysqldump."""
-
-    database: str
-    socket: Path | None = None
-    host: str | None = None
-    port: int = 3306
-    user: str | None = None
-    password_file: Path | None = None
-    exec_prefix: tuple[str, ...] = ()
-    tables: tuple[str, ...] = ()
-    exclude_tables: tuple[str, ...] = ()
-    verify: str = "dump"  # dump | restore
-
-
-@dataclass(frozen=True)
 class Config:
     """The whole validated configuration."""
 
@@ -121,14 +83,34 @@ class Config:
     backup: BackupConfig = field(default_factory=BackupConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    sqlite: SqliteConfig | None = None
-    files: FilesConfig | None = None
-    mysql: MysqlConfig | None = None
+    # Each configured engine's section (engines/<kind>/config.py), in backup order.
+    engines: Mapping[str, Any] = field(default_factory=dict)
+
+    def section(self, kind: str) -> Any:
+        """The parsed section of one engine, or None when it is not configured."""
+        return self.engines.get(kind)
+
+    def with_section(self, kind: str, section: Any) -> Config:
+        """A copy with one engine's section replaced (e.g. restore with another account)."""
+        return dataclasses.replace(self, engines={**self.engines, kind: section})
 
     @property
     def source_names(self) -> list[str]:
         """Names of the configured sources, in backup order."""
-        return [n for n in ("sqlite", "mysql", "files") if getattr(self, n) is not None]
+        return list(self.engines)
+
+    # Typed shortcuts for the built-in engines' sections.
+    @property
+    def sqlite(self) -> SqliteConfig | None:
+        return self.engines.get("sqlite")
+
+    @property
+    def mysql(self) -> MysqlConfig | None:
+        return self.engines.get("mysql")
+
+    @property
+    def files(self) -> FilesConfig | None:
+        return self.engines.get("files")
 
 
 def default_config_path() -> Path:
@@ -148,7 +130,7 @@ def parse_duration(text: str) -> float:
     return value
 
 
-class _Section:
+class Section:
     """Reads one section's keys, tracking which were used, naming every error."""
 
     def __init__(self, file: Path, parser: configparser.ConfigParser, name: str):
@@ -275,7 +257,8 @@ class _Section:
             )
 
 
-_SECTIONS = ("backup", "retention", "schedule", "sqlite", "files", "mysql")
+CORE_SECTIONS = ("backup", "retention", "schedule")
+REQUIRED = _REQUIRED  # marks a key without default, for engines' section parsers
 
 
 def load_config(path: Path | str | None = None) -> Config:
@@ -305,25 +288,28 @@ def load_config(path: Path | str | None = None) -> Config:
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read configuration: {exc.strerror}") from None
 
+    from tracker_backup import engines  # the engines parse their own sections
+
+    known = (*CORE_SECTIONS, *engines.kinds())
     for name in parser.sections():
-        if name not in _SECTIONS:
+        if name not in known:
             raise ConfigError(
                 f"{file}: unknown section [{name}]: expected one of "
-                + ", ".join(f"[{s}]" for s in _SECTIONS)
+                + ", ".join(f"[{s}]" for s in known)
             )
 
     config = Config(
         file=file,
-        backup=_backup(_Section(file, parser, "backup")),
-        retention=_retention(_Section(file, parser, "retention")),
-        schedule=_schedule(_Section(file, parser, "schedule")),
-        sqlite=_sqlite(_Section(file, parser, "sqlite")) if parser.has_section("sqlite") else None,
-        files=_files(_Section(file, parser, "files")) if parser.has_section("files") else None,
-        mysql=_mysql(_Section(file, parser, "mysql")) if parser.has_section("mysql") else None,
+        backup=_backup(Section(file, parser, "backup")),
+        retention=_retention(Section(file, parser, "retention")),
+        schedule=_schedule(Section(file, parser, "schedule")),
+        engines={e.kind: e.parse_section(Section(file, parser, e.kind))
+                 for e in engines.ENGINES if parser.has_section(e.kind)},
     )
     if not config.source_names:
         raise ConfigError(
-            f"{file}: no source configured: expected at least one of [sqlite], [mysql], [files]"
+            f"{file}: no source configured: expected at least one of "
+            + ", ".join(f"[{k}]" for k in engines.kinds())
         )
     return config
 
@@ -341,7 +327,7 @@ def _describe_parse_error(exc: configparser.Error) -> str:
     return str(exc).splitlines()[0]
 
 
-def _backup(s: _Section) -> BackupConfig:
+def _backup(s: Section) -> BackupConfig:
     d = BackupConfig()
     cfg = BackupConfig(
         path=s.path("path", d.path),
@@ -357,7 +343,7 @@ def _backup(s: _Section) -> BackupConfig:
     return cfg
 
 
-def _retention(s: _Section) -> RetentionConfig:
+def _retention(s: Section) -> RetentionConfig:
     d = RetentionConfig()
     cfg = RetentionConfig(
         keep_days=s.integer("keep_days", d.keep_days, 0, 100_000),
@@ -378,22 +364,15 @@ def validate_calendar(expr: str) -> str | None:
     """
     if not expr or any(ord(c) < 32 for c in expr):
         return "an OnCalendar= expression such as daily or *-*-* 03:00:00"
-    tool = shutil.which("systemd-analyze")
-    if tool is None:
-        return None
-    try:
-        proc = subprocess.run(
-            [tool, "calendar", "--iterations=1", expr],
-            capture_output=True, text=True, errors="replace", timeout=10, check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if proc.returncode != 0:
+    from tracker_backup import systemd  # systemd-analyze, run through procs
+
+    answer = systemd.analyze_calendar(expr)
+    if answer is not None and answer[0] != 0:
         return "an OnCalendar= expression systemd accepts (see systemd.time(7))"
     return None
 
 
-def _schedule(s: _Section) -> ScheduleConfig:
+def _schedule(s: Section) -> ScheduleConfig:
     d = ScheduleConfig()
     cfg = ScheduleConfig(
         enabled=s.boolean("enabled", d.enabled),
@@ -409,72 +388,12 @@ def _schedule(s: _Section) -> ScheduleConfig:
     return cfg
 
 
-def _sqlite(s: _Section) -> SqliteConfig:
-    database = s.path("database")
-    assert database is not None
-    cfg = SqliteConfig(
-        database=database,
-        max_lock=s.duration("max_lock", 2.0, 0.0, 3600.0),
-        busy_timeout=s.duration("busy_timeout", 5.0, 0.0, 3600.0),
-        stop_command=s.command("stop_command"),
-        start_command=s.command("start_command"),
-        required_tables=s.words("required_tables", TRACKER_TABLES),
-    )
-    if bool(cfg.stop_command) != bool(cfg.start_command):
-        key = "start_command" if cfg.stop_command else "stop_command"
-        raise s.error(key, "", "both stop_command and start_command, or neither")
-    s.finish()
-    return cfg
-
-
-def _files(s: _Section) -> FilesConfig:
-    root = s.path("root")
-    assert root is not None
-    include = s.words("include", ("**",))
-    exclude = s.words("exclude", ())
-    for key, patterns in (("include", include), ("exclude", exclude)):
-        for pattern in patterns:
-            if pattern.startswith("/") or ".." in pattern.split("/"):
-                raise s.error(key, pattern, "globs relative to root, without '..'")
-    if not include:
-        raise s.error("include", "", "at least one glob (** = the whole storage directory)")
-    cfg = FilesConfig(root=root, include=include, exclude=exclude)
-    s.finish()
-    return cfg
-
-
-def _mysql(s: _Section) -> MysqlConfig:
-    cfg = MysqlConfig(
-        database=s.identifier("database"),  # type: ignore[arg-type]
-        socket=s.path("socket", None),
-        host=s.string("host", None),
-        port=s.integer("port", 3306, 1, 65535),
-        user=s.string("user", None),
-        password_file=s.path("password_file", None),
-        exec_prefix=s.command("exec_prefix"),
-        tables=s.words("tables"),
-        exclude_tables=s.words("exclude_tables"),
-        verify=s.choice("verify", "dump", ("dump", "restore")),
-    )
-    if cfg.socket and cfg.host:
-        raise s.error("host", cfg.host, "either socket or host, not both")
-    if cfg.tables and cfg.exclude_tables:
-        raise s.error("exclude_tables", " ".join(cfg.exclude_tables), "tables or exclude_tables, not both")
-    for key, names in (("tables", cfg.tables), ("exclude_tables", cfg.exclude_tables)):
-        for name in names:
-            if not re.fullmatch(r"[A-Za-z0-9_$]{1,64}", name):
-                raise s.error(key, name, "table names of letters, digits, _ or $")
-    s.finish()
-    return cfg
-
-
 def render_config(config: Config) -> str:
     """The effective configuration as INI text (defaults filled in)."""
     lines = [f"; effective configuration from {config.file}"]
-    for name in ("backup", "retention", "schedule", "sqlite", "mysql", "files"):
-        section = getattr(config, name)
-        if section is None:
-            continue
+    sections = {"backup": config.backup, "retention": config.retention,
+                "schedule": config.schedule, **config.engines}
+    for name, section in sections.items():
         lines.append(f"\n[{name}]")
         for key, value in vars(section).items():
             if isinstance(value, tuple):

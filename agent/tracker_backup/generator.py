@@ -29,14 +29,13 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tracker_backup import systemd
+from tracker_backup import engines, systemd
 from tracker_backup.config import DEFAULT_CONFIG_PATH, BackupConfig, Config, ScheduleConfig, load_config
 from tracker_backup.errors import ConfigError
 
 NAME = "tracker-backup-generator"
 UNIT_DIRS = ("/usr/lib/systemd/system", "/lib/systemd/system", "/etc/systemd/system")
 DROPIN = "50-tracker-backup-config.conf"
-DEFAULT_PASSWORD_FILE = Path("/etc/tracker-backup/mysql.password")
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 HOME_DIRS = ("/home", "/root", "/run/user")
 APPLIED_RECORD = Path(os.environ.get("TRACKER_BACKUP_SCHEDULE_RECORD",
@@ -80,9 +79,14 @@ class Plan:
     schedule: ScheduleConfig
     read_write: list[Path] = field(default_factory=list)
     make_dirs: list[Path] = field(default_factory=list)
-    credential: Path | None = None
+    credentials: dict[str, Path] = field(default_factory=dict)  # LoadCredential= name → file
     service_lines: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def credential(self) -> Path | None:
+        """The first credential's file (the MySQL password), if any."""
+        return next(iter(self.credentials.values()), None)
 
 
 def quote(value: object) -> str:
@@ -96,32 +100,23 @@ def seconds(value: float) -> str:
 
 
 def plan_for(config: Config) -> Plan:
-    """The drop-in contents a valid configuration asks for."""
+    """The drop-in contents a valid configuration asks for (each engine says what it needs)."""
     plan = Plan(schedule=config.schedule)
     backup = config.backup.path
     plan.read_write.append(backup)
     if not config.backup.require_mountpoint:
         plan.make_dirs.append(backup)  # else the agent must find it mounted, not create it
     touched = [backup]
-    if config.sqlite is not None:
-        # SQLite readers of a WAL database write -shm (and may create -wal) beside it.
-        db_dir = config.sqlite.database.parent
-        plan.read_write.append(db_dir)
-        touched.append(db_dir)
-    if config.files is not None:
-        touched.append(config.files.root)
-    mysql = config.mysql
-    if mysql is not None:
-        if mysql.socket is not None:
-            touched.append(mysql.socket.parent)
-        if mysql.password_file is not None:
-            touched.append(mysql.password_file)  # read directly (the file stays readable)
-        elif DEFAULT_PASSWORD_FILE.is_file():
-            # Handed over as a credential: $CREDENTIALS_DIRECTORY/mysql-password.
-            plan.credential = DEFAULT_PASSWORD_FILE
-    if mysql is not None and mysql.host:
-        plan.service_lines += network_lines(mysql.host)
-    else:
+    hosts: list[str] = []
+    for engine in engines.configured(config):
+        needs = engine.sandbox(config)
+        plan.read_write += needs.read_write
+        touched += needs.read_write + needs.read
+        plan.credentials.update(needs.credentials)
+        hosts += needs.network_hosts
+    for host in hosts:
+        plan.service_lines += network_lines(host)
+    if not hosts:
         # Nothing needs the network: sockets in the file system (MySQL, Docker) still work.
         plan.service_lines.append("PrivateNetwork=yes")
     if any(_under(p, d) for p in touched for d in HOME_DIRS):
@@ -206,8 +201,8 @@ def service_section(plan: Plan, read_write: list[Path]) -> list[str]:
         # '-': a missing path must not stop the sandbox from being set up; the agent
         # then reports the missing directory itself, naming the config key.
         lines.append(f"ReadWritePaths={quote(f'-{path}')}")
-    if plan.credential is not None:
-        lines.append(f"LoadCredential=mysql-password:{str(plan.credential).replace('%', '%%')}")
+    for name, path in plan.credentials.items():
+        lines.append(f"LoadCredential={name}:{str(path).replace('%', '%%')}")
     return lines + plan.service_lines
 
 

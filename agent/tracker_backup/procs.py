@@ -54,6 +54,19 @@ def run_command(argv: Sequence[str], *, what: str, timeout: float = 600.0) -> st
     return proc.stdout
 
 
+def run_tool(argv: Sequence[str], *, timeout: float = 10.0,
+             env: dict[str, str] | None = None) -> tuple[int, str] | None:
+    """Run a helper tool that only answers a question; (status, stdout), or None if it
+    cannot be run at all (missing, not executable, hung)."""
+    try:
+        proc = subprocess.run(list(argv), capture_output=True, text=True, errors="replace",
+                              timeout=timeout, env=child_env() if env is None else env,
+                              stdin=subprocess.DEVNULL, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.returncode, proc.stdout
+
+
 def _feed(stdin, chunks: Iterable[bytes], errors: list[BaseException]) -> None:
     """Write `chunks` to a child's stdin, then close it (a thread's body)."""
     try:

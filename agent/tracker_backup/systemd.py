@@ -13,6 +13,8 @@ import re
 import socket
 import sys
 
+from tracker_backup import procs
+
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
 
 # Fixed MESSAGE_IDs, one per event kind: `journalctl MESSAGE_ID=...` finds them.
@@ -49,6 +51,11 @@ def notify(**fields: str) -> bool:
     if address.startswith("@"):
         address = "\0" + address[1:]
     payload = "\n".join(f"{k}={v}" for k, v in fields.items()).encode()
+    return _send_datagram(payload, address)
+
+
+def _send_datagram(payload: bytes, address: str) -> bool:
+    """One datagram to a Unix socket (notify, journal); False if nobody listens."""
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
             sock.sendto(payload, address)
@@ -227,6 +234,17 @@ def timer_state(name: str = TIMER) -> dict:
 _CAL_TIME = re.compile(r"(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})")
 
 
+def analyze_calendar(expression: str, iterations: int = 1) -> tuple[int, str] | None:
+    """`systemd-analyze calendar` on an expression: (status, output), None if not installed."""
+    import shutil
+
+    tool = shutil.which("systemd-analyze")
+    if tool is None:
+        return None
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TZ": "UTC", "LC_ALL": "C"}
+    return procs.run_tool([tool, "calendar", f"--iterations={iterations}", expression], env=env)
+
+
 def calendar_elapses(expression: str, iterations: int = 2) -> list[float]:
     """The next `iterations` elapse times of an OnCalendar= expression (POSIX seconds, UTC).
 
@@ -234,25 +252,16 @@ def calendar_elapses(expression: str, iterations: int = 2) -> list[float]:
     missing or rejects the expression.
     """
     import calendar as _cal
-    import shutil
-    import subprocess
     import time as _time
 
-    tool = shutil.which("systemd-analyze")
-    if tool is None:
-        return []
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TZ": "UTC", "LC_ALL": "C"}
-    try:
-        proc = subprocess.run([tool, "calendar", f"--iterations={iterations}", expression],
-                              capture_output=True, text=True, timeout=10, check=False, env=env)
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    if proc.returncode != 0:
+    answer = analyze_calendar(expression, iterations)
+    if answer is None or answer[0] != 0:
         return []
     times = []
-    for line in proc.stdout.splitlines():
+    for line in answer[1].splitlines():
         label = line.split(":", 1)[0].strip()
-        if label in ("Next elapse", "(in UTC)") or label.startswith("Iter."):
+        # "Iter. #2" up to systemd 256 (Debian 12), "Iteration #2" from 257 (Debian 13).
+        if label in ("Next elapse", "(in UTC)") or label.startswith("Iter"):
             m = _CAL_TIME.search(line)
             if m:
                 stamp = _cal.timegm(_time.strptime(m.group(1), "%Y-%m-%d %H:%M:%S"))
@@ -271,9 +280,4 @@ def journal_send(message: str, *, priority: int = 6, identifier: str = "tracker-
     entry = {"MESSAGE": message, "PRIORITY": priority, "SYSLOG_IDENTIFIER": identifier}
     entry.update({k.upper(): v for k, v in fields.items()})
     payload = b"".join(_encode_field(k, v) for k, v in entry.items())
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-            sock.sendto(payload, JOURNAL_SOCKET)
-        return True
-    except OSError:
-        return False
+    return _send_datagram(payload, JOURNAL_SOCKET)

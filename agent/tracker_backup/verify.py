@@ -1,25 +1,18 @@
 """Verification of stored snapshots: hashes first, then each artifact's content.
 
-Content checks dispatch on the source kind recorded in the manifest, so a
+Content checks go to the engine of the kind recorded in the manifest, so a
 snapshot can be verified without (or with a different) configuration.
 """
 
 from __future__ import annotations
 
-import importlib
 import shutil
 import tempfile
 from pathlib import Path
 
+from tracker_backup import engines
 from tracker_backup.artifacts import Artifact, hash_file
 from tracker_backup.store import Snapshot
-
-# kind → module providing verify_stored(snapshot_dir, source, artifacts, level, scratch)
-_CHECKERS = {
-    "sqlite": "tracker_backup.sources.sqlite",
-    "files": "tracker_backup.sources.files",
-    "mysql": "tracker_backup.sources.mysql",
-}
 
 
 def check_hashes(snapshot_dir: Path, artifacts: list[Artifact]) -> list[str]:
@@ -60,13 +53,13 @@ def verify_snapshot(snap: Snapshot, level: str, scratch_parent: Path | None = No
     try:
         for name, source in sources.items():
             kind = source.get("kind", name)
-            module = _CHECKERS.get(kind)
-            if module is None:
+            engine = engines.get(kind)
+            if engine is None:
                 problems.append(f"source {name}: unknown kind {kind!r}")
                 continue
             mine = [a for a in artifacts if a.source == name]
-            checker = importlib.import_module(module).verify_stored
-            problems += [f"{name}: {p}" for p in checker(snap.path, source, mine, level, scratch)]
+            problems += [f"{name}: {p}"
+                         for p in engine.verify_stored(snap.path, source, mine, level, scratch)]
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return problems

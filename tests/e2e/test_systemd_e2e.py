@@ -327,7 +327,7 @@ def test_purge_removes_config_and_units_but_keeps_backups(tracker):
     assert count >= 2
     box.sh("DEBIAN_FRONTEND=noninteractive apt-get purge -y -q tracker-backup", timeout=300)
     assert box.run(["test", "-e", "/etc/tracker-backup"], check=False).returncode != 0
-    assert box.run(["test", "-e", "/lib/systemd/system/tracker-backup.service"], check=False).returncode != 0
+    assert box.run(["test", "-e", "/usr/lib/systemd/system/tracker-backup.service"], check=False).returncode != 0
     load = show(box, "tracker-backup.timer", "LoadState", "ActiveState")
     assert load == {"LoadState": "not-found", "ActiveState": "inactive"}, load
     left = box.sh("ls -d /srv/backups/tracker/*/ | wc -l").stdout.strip()

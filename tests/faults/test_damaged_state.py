@@ -16,8 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from faults.harness import assert_published_are_complete, make_host
-from tracker_backup.actions.inspect import list_snapshots, status
-from tracker_backup.actions.prune import prune
+from tracker_backup.commands.list import list_snapshots
+from tracker_backup.commands.prune import prune
+from tracker_backup.commands.status import status
 from tracker_backup.config import load_config
 from tracker_backup.store import Store
 

@@ -1,7 +1,7 @@
 """SIGKILL of the agent itself mid-dump (a private MariaDB started by the fixtures).
 
 The source's own tests cover a killed mariadb-dump, a killed server, SIGTERM
-and a full disk mid-dump (tests/sources/test_mysql.py). What only a crash of
+and a full disk mid-dump (tests/engines/mysql/test_mysql_backup.py). What only a crash of
 the agent can show: its dump child must not live on holding a connection (and
 a long read view) on the tracker's server, nothing is published, and the next
 run succeeds.

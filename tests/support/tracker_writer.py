@@ -6,8 +6,10 @@ and bumps the aggregate metric, in one transaction. Every other write is a new
 torrent whose number is recorded once committed, so a test knows which rows
 must be in any snapshot taken after that moment.
 
-Usage: tracker_writer.py DB --rate N --stats FILE [--start-new N] [--busy-timeout S]
+Usage: tracker_writer.py DB --rate N --stats FILE [--start-new N] [--busy-timeout S] [--commit-log F]
 Runs until SIGTERM/SIGINT, then writes final stats (JSON) and exits 0.
+--commit-log F appends one line per committed transaction: "t_begin t_ack n", POSIX seconds
+around BEGIN..COMMIT and the new torrent's number (-1 for an update), for point-in-time checks.
 Standalone on purpose: the end-to-end tests run it inside a container as a non-root user.
 """
 
@@ -51,7 +53,9 @@ def main() -> int:
     ap.add_argument("--start-new", type=int, default=10**9, help="first number for new torrents")
     ap.add_argument("--existing", type=int, default=1000, help="torrents already in the DB")
     ap.add_argument("--busy-timeout", type=float, default=5.0)
+    ap.add_argument("--commit-log", default=None)
     args = ap.parse_args()
+    commit_log = open(args.commit_log, "a", buffering=1 << 16) if args.commit_log else None
 
     stop = {"flag": False}
 
@@ -74,6 +78,7 @@ def main() -> int:
         n = next_new if new else rng.randrange(max(1, args.existing))
         ih = f"{n:040x}"
         t0 = time.monotonic()
+        wall0 = time.time()
         try:
             conn.execute("BEGIN IMMEDIATE")
             conn.execute("INSERT INTO torrents(info_hash, completed) VALUES (?, 1) "
@@ -82,6 +87,8 @@ def main() -> int:
                          "WHERE metric_name = ?", (METRIC,))
             conn.execute("COMMIT")
             latencies.append(time.monotonic() - t0)
+            if commit_log is not None:
+                commit_log.write(f"{wall0:.6f} {time.time():.6f} {n if new else -1}\n")
             stats["ops"] += 1
             if new:
                 stats["last_new_committed"] = n
@@ -94,6 +101,8 @@ def main() -> int:
                 conn.execute("ROLLBACK")
         now = time.monotonic()
         if now - last_dump > 0.2:
+            if commit_log is not None:
+                commit_log.flush()
             write_stats(args.stats, stats, latencies)
             last_dump = now
         if interval:
@@ -104,6 +113,8 @@ def main() -> int:
             elif delay < -1.0:
                 next_at = time.monotonic()  # fell behind (stalled): do not burst
     stats["running"] = False
+    if commit_log is not None:
+        commit_log.close()
     write_stats(args.stats, stats, latencies)
     conn.close()
     return 0

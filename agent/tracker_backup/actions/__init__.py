@@ -1,1 +1,0 @@
-"""One module per command: each exposes a function the CLI calls with parsed options."""

@@ -1,0 +1,59 @@
+"""`tracker-backup list`: published snapshots, newest first (read-only)."""
+
+from __future__ import annotations
+
+import json
+
+from tracker_backup.commands.args import view_command
+from tracker_backup.config import Config
+from tracker_backup.humanize import human_bytes
+from tracker_backup.store import Snapshot, Store
+
+
+def register(subparsers) -> None:
+    """Add the `list` subcommand."""
+    view_command(subparsers, "list", help="published snapshots, newest first", view=list_snapshots)
+
+
+def snapshot_row(snap: Snapshot) -> dict:
+    """One snapshot as a JSON-ready dict (what `list --json` prints)."""
+    m = snap.manifest or {}
+    check = snap.check or {}
+    verification = "damaged" if snap.problem else (
+        check.get("result") and f"{check['result']} ({check.get('kind', 'verify')} "
+                                f"{check.get('at', '')})"
+    ) or (m.get("verification") or {}).get("result", "unknown")
+    return {
+        "id": snap.id,
+        "time": m.get("started"),
+        "sequence": snap.sequence,
+        "bytes": snap.size,
+        "sources": sorted((m.get("sources") or {}).keys()),
+        "verification": verification,
+        "last_check": check or None,
+        "last_restore_drill": check.get("drill"),
+        "good": snap.good,
+        "problem": snap.problem,
+    }
+
+
+def list_snapshots(config: Config, *, as_json: bool, out) -> int:
+    """Print the store's snapshots (a table, or JSON); always 0."""
+    store = Store(config.backup.path)
+    rows = [snapshot_row(s) for s in store.snapshots()]
+    if as_json:
+        json.dump(rows, out, indent=2)
+        out.write("\n")
+        return 0
+    if not rows:
+        print(f"no snapshots in {store.path}", file=out)
+        return 0
+    print(f"{'ID':20} {'TIME (UTC)':20} {'SIZE':>10}  {'SOURCES':20} VERIFICATION", file=out)
+    for r in rows:
+        when = (r["time"] or "?")[:19].replace("T", " ")
+        drill = r["last_restore_drill"] or {}
+        drilled = (f"; drill {drill.get('result')} {drill.get('at', '')[:19].replace('T', ' ')}"
+                   if drill else "")
+        print(f"{r['id']:20} {when:20} {human_bytes(r['bytes']):>10}  "
+              f"{','.join(r['sources']):20} {r['problem'] or r['verification']}{drilled}", file=out)
+    return 0

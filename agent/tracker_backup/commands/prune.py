@@ -1,0 +1,55 @@
+"""`tracker-backup prune`: apply retention to the store, explaining every decision."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from tracker_backup import logs
+from tracker_backup.config import Config
+from tracker_backup.errors import EXIT_OK
+from tracker_backup.retention import Candidate, Decision, plan
+from tracker_backup.store import Store, utc_now
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers) -> None:
+    """Add the `prune` subcommand."""
+    pr = subparsers.add_parser("prune",
+                               help="apply retention, printing what is kept and deleted and why")
+    pr.add_argument("--dry-run", action="store_true", help="only print the plan")
+    pr.set_defaults(handler=_handler)
+
+
+def _handler(args: argparse.Namespace, config: Config, out) -> int:
+    prune(config, dry_run=args.dry_run, out=out)
+    return EXIT_OK
+
+
+def prune(config: Config, *, dry_run: bool, out=None) -> list[Decision]:
+    """Keep what the policy keeps, delete the rest (unless dry_run); return the plan."""
+    store = Store(config.backup.path)
+    store.prepare(require_mountpoint=config.backup.require_mountpoint, create=False)
+    with store.lock("prune"):
+        snaps = store.snapshots()
+        now = utc_now()
+        candidates = [Candidate(s.id, s.started or now, s.sequence, s.good and s.started is not None)
+                      for s in snaps]
+        decisions = plan(candidates, config.retention, now)
+        by_id = {s.id: s for s in snaps}
+        deleted = []
+        for d in decisions:
+            verb = "keep" if d.keep else ("would delete" if dry_run else "delete")
+            line = f"{verb:12} {d.id}  ({'; '.join(d.reasons)})"
+            if out is not None:
+                print(line, file=out)
+            if not d.keep and not dry_run:
+                store.delete(by_id[d.id])
+                deleted.append(d.id)
+                log.info("retention: deleted %s (%s)", d.id, "; ".join(d.reasons))
+        kept = sum(1 for d in decisions if d.keep)
+        if not dry_run:
+            logs.event("pruned", f"retention kept {kept} snapshots, deleted {len(deleted)}",
+                       kept=kept, deleted=len(deleted), deleted_ids=",".join(deleted) or None)
+        return decisions

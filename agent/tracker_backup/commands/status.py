@@ -1,0 +1,92 @@
+"""`tracker-backup status`: last run, last success, snapshots, free space (read-only)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from tracker_backup.commands.args import view_command
+from tracker_backup.config import Config
+from tracker_backup.humanize import human_age, human_bytes
+from tracker_backup.store import Store, free_bytes, parse_iso, utc_now
+
+
+def register(subparsers) -> None:
+    """Add the `status` subcommand."""
+    view_command(subparsers, "status", help="last run, last success, snapshots, free space", view=status)
+
+
+def status_data(config: Config, now: datetime | None = None) -> dict:
+    """Everything `status` reports, as a dict."""
+    now = now or utc_now()
+    store = Store(config.backup.path)
+    state = store.read_status() if store.path.is_dir() else {}
+    snaps = store.snapshots()
+    data: dict = {
+        "backup_path": str(store.path),
+        "last_run": state.get("last_run"),
+        "last_success": state.get("last_success"),
+        "snapshots": len(snaps),
+        "good_snapshots": sum(1 for s in snaps if s.good),
+        "total_bytes": sum(s.size for s in snaps),
+        "free_bytes": free_bytes(store.path) if store.path.is_dir() else None,
+        "warnings": [],
+    }
+    drills = [{"snapshot": s.id, **s.check["drill"]} for s in snaps
+              if s.check and isinstance(s.check.get("drill"), dict)]
+    drills.sort(key=lambda d: d.get("at", ""), reverse=True)
+    data["last_restore_drill"] = drills[0] if drills else None
+    proven = [d for d in drills if d.get("result") == "ok"]
+    data["last_proven_restorable"] = proven[0] if proven else None
+    last_ok = state.get("last_success")
+    if last_ok:
+        age = (now - parse_iso(last_ok["finished"])).total_seconds()
+        data["last_success_age_sec"] = round(age, 1)
+    else:
+        data["last_success_age_sec"] = None
+        data["warnings"].append("no successful backup recorded")
+    try:
+        from tracker_backup import schedule_status
+
+        data.update(schedule_status.timer_info(config, data["last_success_age_sec"]))
+        data["warnings"] += data.pop("schedule_warnings", [])
+    except ImportError:
+        pass
+    return data
+
+
+def status(config: Config, *, as_json: bool, out) -> int:
+    data = status_data(config)
+    if as_json:
+        json.dump(data, out, indent=2)
+        out.write("\n")
+        return 0
+    last = data["last_run"]
+    if last:
+        line = (f"last run:     {last['result']} at {last['finished'][:19].replace('T', ' ')} UTC"
+                f" ({last['duration_sec']:.1f}s)")
+        if last.get("snapshot"):
+            line += f", snapshot {last['snapshot']}"
+        print(line, file=out)
+        if last.get("error"):
+            print(f"error:        {last['error']}", file=out)
+    else:
+        print("last run:     never", file=out)
+    ok = data["last_success"]
+    if ok:
+        print(f"last success: {ok['snapshot']}, {human_age(data['last_success_age_sec'])} ago",
+              file=out)
+    print(f"snapshots:    {data['snapshots']} ({data['good_snapshots']} good), "
+          f"{human_bytes(data['total_bytes'])} in {data['backup_path']}", file=out)
+    if data["free_bytes"] is not None:
+        print(f"free space:   {human_bytes(data['free_bytes'])}", file=out)
+    drill = data.get("last_restore_drill")
+    if drill:
+        print(f"last drill:   {drill.get('result')} at {drill.get('at', '')[:19].replace('T', ' ')}"
+              f" UTC, snapshot {drill['snapshot']}, RTO {drill.get('rto_sec', 0):.1f}s", file=out)
+    for key, label in (("timer", "timer:        "), ("next_run", "next run:     ")):
+        if data.get(key):
+            print(f"{label}{data[key]}", file=out)
+    for warning in data["warnings"]:
+        print(f"WARNING: {warning}", file=out)
+    return 0

@@ -1,0 +1,98 @@
+"""The SQLite engine: the contract (engines/contract.py) over this folder's modules."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tracker_backup.engines import contract
+from tracker_backup.engines.sqlite import config as sqlite_config
+from tracker_backup.engines.sqlite.header import is_sqlite_file, side_paths, sqlite_file_of_side_file
+from tracker_backup.errors import RunFailed, UsageError
+
+if TYPE_CHECKING:
+    from tracker_backup.artifacts import Artifact
+    from tracker_backup.config import Config, Section
+    from tracker_backup.store import Snapshot
+
+
+class SqliteEngine(contract.Engine):
+    """The tracker's SQLite database: [sqlite]."""
+
+    kind = "sqlite"
+
+    def parse_section(self, section: Section) -> sqlite_config.SqliteConfig:
+        return sqlite_config.parse_section(section)
+
+    def backup(self, config: Config, ctx: contract.RunContext) -> contract.SourceResult:
+        from tracker_backup.engines.sqlite.backup import SqliteBackup
+
+        return SqliteBackup(config.section(self.kind)).backup(ctx)
+
+    def owned_paths(self, config: Config) -> dict[str, str]:
+        db = config.section(self.kind).database
+        why = "the configured SQLite database (backed up by [sqlite])"
+        return {str(p): why for p in (db, *side_paths(db))}
+
+    def raw_copy_hazard(self, path: Path, is_dir: bool) -> str | None:
+        if is_dir:
+            return None
+        base = sqlite_file_of_side_file(path)
+        if base is not None:
+            return f"side file of SQLite database {base.name}"
+        if is_sqlite_file(path):
+            return "a SQLite database (copying a live one raw could be torn)"
+        return None
+
+    def verify_stored(self, snapshot_dir: Path, entry: dict, artifacts: list[Artifact],
+                      level: str, scratch: Path) -> list[str]:
+        from tracker_backup.engines.sqlite.verify import verify_stored
+
+        return verify_stored(snapshot_dir, entry, artifacts, level, scratch)
+
+    def plan_restore(self, config: Config, snap: Snapshot, part: contract.Part,
+                     args: argparse.Namespace) -> contract.RestoreStep:
+        from tracker_backup.engines.sqlite import restore
+        from tracker_backup.restore_plan import artifact_path
+
+        cfg = config.section(self.kind)
+        to = args.to
+        if to is None and cfg is None:
+            raise UsageError("no [sqlite] database configured: give the target with --to PATH")
+        target = restore.target_path(part, to) if to is not None else cfg.database
+        in_place = cfg is not None and target == cfg.database
+        window = cfg if in_place and cfg.has_maintenance_window else None
+        src = artifact_path(snap, part.artifacts[0])
+        return contract.RestoreStep(part, restore.plan(part, target, window),
+                           lambda ctx: restore.restore(src, part, target, window=window,
+                                                       stamp=ctx.stamp,
+                                                       journal=ctx.window_journal))
+
+    def drill(self, config: Config, snap: Snapshot, part: contract.Part,
+              scratch: Path) -> contract.DrillResult:
+        from tracker_backup.engines.sqlite import restore
+        from tracker_backup.restore_plan import artifact_path
+
+        src = artifact_path(snap, part.artifacts[0])
+        target = scratch / "sqlite" / Path(part.artifacts[0].path).name.removesuffix(".zst")
+        target.parent.mkdir(mode=0o700)
+        try:
+            done = restore.restore(src, part, target, window=None, stamp="drill",
+                                   keep_owner=False)
+        except RunFailed as exc:
+            raise contract.SnapshotDamaged(str(exc)) from None
+        counts = done.row_counts
+        return contract.DrillResult(
+            f"integrity_check ok, row counts match the manifest "
+            f"({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})",
+            {"bytes": done.bytes, "row_counts": counts})
+
+    def sandbox(self, config: Config) -> contract.SandboxNeeds:
+        # SQLite readers of a WAL database write -shm (and may create -wal) beside it.
+        return contract.SandboxNeeds(read_write=[config.section(self.kind).database.parent])
+
+    def commands(self) -> tuple[contract.Register, ...]:
+        from tracker_backup.engines.sqlite import wal
+
+        return (wal.register,)

@@ -1,0 +1,32 @@
+"""`verify` of a stored SQLite copy: decompress to scratch, integrity, tables, row counts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tracker_backup.artifacts import Artifact, open_decompressed
+from tracker_backup.engines.sqlite.check import check_database
+
+
+def verify_stored(snapshot_dir: Path, source: dict, artifacts: list[Artifact], level: str,
+                  scratch: Path) -> list[str]:
+    """Decompress a stored copy to scratch; integrity, tables and row counts as recorded."""
+    required_tables = tuple(source.get("required_tables", ()))
+    problems = []
+    for art in artifacts:
+        target = scratch / Path(art.path).name.removesuffix(".zst")
+        with open_decompressed(snapshot_dir / art.path, art.compression) as fh, \
+                open(target, "wb") as out:
+            while chunk := fh.read(1 << 20):
+                out.write(chunk)
+        check = check_database(target, level, required_tables)
+        if check["result"] != "ok":
+            problems.append(f"{art.path}: PRAGMA {check['pragma']} failed: "
+                            + "; ".join(check["messages"][:3] or
+                                        [f"missing tables {check['missing_tables']}"]))
+        expected = source.get("row_counts", {})
+        if expected and check["row_counts"] != expected:
+            problems.append(f"{art.path}: row counts {check['row_counts']} differ from the "
+                            f"manifest's {expected}")
+        target.unlink(missing_ok=True)
+    return problems

@@ -1,0 +1,134 @@
+"""For archive tests and benchmarks: a writer that logs its commits, the archiver as a real
+process (SIGTERM/SIGKILL), restores through the library, and the exact-prefix check."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from support.tracker_db import METRIC, info_hash
+from tracker_backup.engines.sqlite.archive import restore as pitr
+
+ROOT = Path(__file__).resolve().parents[2]
+WRITER = ROOT / "tests" / "support" / "tracker_writer.py"
+ARCHIVER = ROOT / "tests" / "support" / "run_archiver.py"
+
+
+@dataclass
+class Commit:
+    begin: float
+    ack: float
+    new: int  # number of the new torrent, -1 for an update
+
+
+class LoggedWriter:
+    """tracker_writer.py with --commit-log: every committed transaction with its times."""
+
+    def __init__(self, db: Path, workdir: Path, rate: float, existing: int, n: int,
+                 user: str | None = None):
+        self.stats_path = workdir / f"writer{n}.json"
+        self.log_path = workdir / f"commits{n}.log"
+        cmd = [sys.executable, str(WRITER), str(db), "--rate", str(rate), "--stats",
+               str(self.stats_path), "--existing", str(existing), "--commit-log", str(self.log_path),
+               "--start-new", str(10**9 + n * 10**7)]
+        if user:
+            cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *cmd]
+        self.proc = subprocess.Popen(cmd)
+        deadline = time.monotonic() + 20
+        while self.stats().get("ops", 0) < 5:
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError("writer did not start")
+            time.sleep(0.05)
+
+    def stats(self) -> dict:
+        try:
+            return json.loads(self.stats_path.read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def stop(self) -> dict:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=20)
+        return self.stats()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def commits(self) -> list[Commit]:
+        out = []
+        for line in self.log_path.read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 3:
+                out.append(Commit(float(parts[0]), float(parts[1]), int(parts[2])))
+        return out
+
+
+class ArchiverProc:
+    """tests/support/run_archiver.py: the real Runner + SqliteArchiver in a child process."""
+
+    def __init__(self, db: Path, backup: Path, log: Path, *extra: str):
+        self.log_path = log
+        self.fh = open(log, "ab")
+        self.proc = subprocess.Popen([sys.executable, str(ARCHIVER), str(db), str(backup), *extra],
+                                     stdout=self.fh, stderr=self.fh)
+
+    def wait_for(self, text: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.log_path.read_text():
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise AssertionError(f"archiver never logged {text!r}:\n{self.log_path.read_text()}")
+            time.sleep(0.05)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=60)
+        self.fh.close()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.fh.close()
+
+
+def restore_at(backup: Path, at: float | None, dest: Path) -> dict:
+    """Restore through the library and integrity-check the result."""
+    plan = pitr.plan(backup, at)
+    info = pitr.build(plan, dest)
+    conn = sqlite3.connect(f"file:{dest}?mode=ro&immutable=1", uri=True)
+    info["integrity"] = conn.execute("PRAGMA integrity_check").fetchone()[0]
+    conn.close()
+    return info
+
+
+def applied_prefix(db: Path, commits: list[Commit], initial_metric: int) -> int:
+    """How many of `commits` the database holds, asserting it is exactly that prefix.
+
+    The metric counts committed transactions; the new torrents present must be
+    exactly those among the first k commits, and sum(completed) == metric.
+    """
+    conn = sqlite3.connect(f"file:{db}?mode=ro&immutable=1", uri=True)
+    total = conn.execute("SELECT coalesce(sum(completed), 0) FROM torrents").fetchone()[0]
+    metric = conn.execute("SELECT value FROM torrent_aggregate_metrics WHERE metric_name = ?",
+                          (METRIC,)).fetchone()[0]
+    k = metric - initial_metric
+    assert total == metric, "invariant broken: sum(completed) != metric"
+    assert 0 <= k <= len(commits), (k, len(commits))
+    news = [c.new for c in commits if c.new >= 0]
+    inside = {c.new for c in commits[:k] if c.new >= 0}
+    present = {n for n in news
+               if conn.execute("SELECT 1 FROM torrents WHERE info_hash = ?", (info_hash(n),)).fetchone()}
+    conn.close()
+    assert present == inside, f"not a prefix: {len(present ^ inside)} new torrents differ"
+    return k
