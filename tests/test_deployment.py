@@ -32,10 +32,10 @@ def test_sqlite_layout_maps_the_container_path_to_the_host_database_tracker_toml
     assert dep.sqlite_path == layout.storage / "tracker/lib/database" / db_name
     assert dep.compose_file == layout.compose and dep.tracker_service == "tracker"
     text, config = rendered_config(tmp_path, dep)
-    assert config.sqlite.database == layout.database
-    assert config.mysql is None and config.files.root == layout.storage
+    assert config.section("sqlite").database == layout.database
+    assert config.section("mysql") is None and config.section("files").root == layout.storage
     # Caddy's certificates and keys (caddy/data) are backed up with its config.
-    assert set(config.files.include) == {"tracker/etc/**", "caddy/etc/**", "caddy/data/**",
+    assert set(config.section("files").include) == {"tracker/etc/**", "caddy/etc/**", "caddy/data/**",
                                          "prometheus/etc/**"}
     assert "tracker.db in the deployer's template, sqlite3.db in the tracker's own default" in text
     assert f"stop_command = docker compose -f {layout.compose} stop tracker" in text
@@ -81,19 +81,19 @@ def test_mysql_layout_uses_the_compose_service_and_keeps_the_password_out_of_the
     pw_file = tmp_path / "etc/mysql.password"
     text, config = rendered_config(tmp_path, dep, password_file=pw_file)
     assert PASSWORD not in text and "s3cret" not in text
-    assert config.mysql.database == "torrust_tracker" and config.mysql.user == "torrust"
-    assert config.mysql.exec_prefix == ("docker", "compose", "-f", str(layout.compose),
+    assert config.section("mysql").database == "torrust_tracker" and config.section("mysql").user == "torrust"
+    assert config.section("mysql").exec_prefix == ("docker", "compose", "-f", str(layout.compose),
                                         "exec", "-T", "mysql")
-    assert config.mysql.password_file == pw_file and config.mysql.host is None
-    assert config.sqlite is None
-    assert "mysql/data/**" not in config.files.include
+    assert config.section("mysql").password_file == pw_file and config.section("mysql").host is None
+    assert config.section("sqlite") is None
+    assert "mysql/data/**" not in config.section("files").include
 
 
 def test_mysql_on_a_host_that_is_no_compose_service_is_reached_over_tcp(tmp_path):
     layout = make_layout(tmp_path / "opt", driver="mysql",
                          mysql_url="mysql://backup:pw@db.example.org:3307/tracker")
     _, config = rendered_config(tmp_path, deployment.read_deployment(layout.storage))
-    assert (config.mysql.host, config.mysql.port, config.mysql.exec_prefix) == (
+    assert (config.section("mysql").host, config.section("mysql").port, config.section("mysql").exec_prefix) == (
         "db.example.org", 3307, ())
 
 

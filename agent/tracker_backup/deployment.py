@@ -247,12 +247,12 @@ def read_deployment(storage: Path = DEFAULT_STORAGE) -> Deployment:
     project_dir = storage.parent
     toml_path = storage / "tracker/etc/tracker.toml"
     driver, db_path = read_tracker_database(toml_path)
-    source = f"{toml_path} [core.database]"
+    driver_from = source = f"{toml_path} [core.database]"
     env_file = project_dir / ".env"
     env = read_env_file(env_file) if env_file.is_file() else {}
     if env.get(ENV_PREFIX + "DRIVER"):
         driver = env[ENV_PREFIX + "DRIVER"]
-        source = f"{env_file} {ENV_PREFIX}DRIVER"
+        driver_from = f"{env_file} {ENV_PREFIX}DRIVER"
     if env.get(ENV_PREFIX + "PATH"):
         db_path = env[ENV_PREFIX + "PATH"]
         source = f"{env_file} {ENV_PREFIX}PATH"
@@ -260,7 +260,7 @@ def read_deployment(storage: Path = DEFAULT_STORAGE) -> Deployment:
     if driver is None:
         driver = "sqlite3"  # the tracker's own default
     if driver not in ("sqlite3", "mysql"):
-        raise ConfigError(f"{where}: driver = {driver!r}: expected sqlite3 or mysql")
+        raise ConfigError(f"{driver_from}: driver = {driver!r}: expected sqlite3 or mysql")
     if db_path is None:
         raise ConfigError(f"{toml_path}: [core.database] path is missing: expected the "
                           "database file (sqlite3) or mysql://user:password@host:port/db")

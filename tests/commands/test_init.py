@@ -7,12 +7,20 @@ import stat
 import subprocess
 import sys
 
+import pytest
+
 from conftest import agent_env
-from support import mariadb as mariadb_support
 from support.deployer_layout import make_layout
+from support.mariadb import MariaDB
 from tracker_backup.errors import EXIT_OK, EXIT_USAGE
 
-private_mariadb = mariadb_support.private_mariadb
+
+@pytest.fixture
+def tcp_mariadb():
+    """A private MariaDB on 127.0.0.1 (the URL's host is no compose service: TCP)."""
+    server = MariaDB.start(tcp=True)
+    yield server
+    server.stop()
 
 
 def init(*args: str, config) -> subprocess.CompletedProcess:
@@ -53,8 +61,8 @@ def test_init_write_creates_a_0600_config_the_agent_backs_up_with(tmp_path, fres
 
 
 def test_init_on_a_mysql_layout_puts_the_password_in_a_0600_file_and_checks_the_account(
-        tmp_path, private_mariadb):
-    server = private_mariadb
+        tmp_path, tcp_mariadb):
+    server = tcp_mariadb
     server.create_tracker_db("torrust_tracker", rows=100)
     server.create_user("torrust", "s3cret!pw", ["ALL PRIVILEGES ON torrust_tracker.*"],
                        host="127.0.0.1")

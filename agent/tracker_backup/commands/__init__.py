@@ -11,6 +11,7 @@ from tracker_backup import engines
 from tracker_backup.commands import (
     check_config,
     drill,
+    init,
     list,  # noqa: A004 - the verb's name
     prune,
     restore,
@@ -22,7 +23,7 @@ from tracker_backup.commands import (
 )
 
 # In the order `tracker-backup --help` lists them.
-CORE = (run, list, verify, prune, status, check_config, window_recover, restore, drill, schedule)
+CORE = (init, run, list, verify, prune, status, check_config, window_recover, restore, drill, schedule)
 
 
 def register_all(subparsers) -> None:

@@ -8,6 +8,7 @@ check-config on the result.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import sys
@@ -16,11 +17,43 @@ from pathlib import Path
 
 from tracker_backup import deployment
 from tracker_backup.artifacts import fsync_dir
-from tracker_backup.config import load_config
+from tracker_backup.commands.check_config import check_config
+from tracker_backup.config import default_config_path, load_config
 from tracker_backup.errors import ConfigError, UsageError
 
 PASSWORD_FILE_NAME = "mysql.password"
 DEFAULT_BACKUP_PATH = Path("/var/backups/tracker-backup")
+
+
+def register(subparsers) -> None:
+    """Add the `init` subcommand (it runs without a configuration file)."""
+    p = subparsers.add_parser(
+        "init", help="write a configuration for the deployment found on this host",
+        description="Read the Torrust deployment (tracker.toml, docker-compose.yml, .env), "
+                    "print a commented configuration for it (or write it with --write), "
+                    "then check it like check-config.")
+    p.add_argument("--storage", type=Path, default=deployment.DEFAULT_STORAGE,
+                   help=f"the deployment's storage directory (default: "
+                        f"{deployment.DEFAULT_STORAGE}); the compose file and .env are "
+                        "looked for in its parent")
+    p.add_argument("--backup-path", type=Path, default=DEFAULT_BACKUP_PATH,
+                   help=f"[backup] path of the new configuration (default: {DEFAULT_BACKUP_PATH})")
+    p.add_argument("--write", action="store_true",
+                   help="write the configuration to --config (default "
+                        f"{default_config_path()}), mode 0600, and a MySQL password beside it")
+    p.add_argument("--force", action="store_true",
+                   help="with --write: replace an existing configuration file")
+    p.set_defaults(handler=_handler, needs_config=False)
+
+
+def _handler(args: argparse.Namespace, config: None, out) -> int:
+    del config  # init makes the configuration; it never reads one
+    if args.force and not args.write:
+        raise UsageError("--force only applies with --write")
+    if not args.backup_path.is_absolute():
+        raise UsageError(f"--backup-path {args.backup_path}: expected an absolute path")
+    return init(storage=args.storage, config_path=args.config or default_config_path(),
+                write=args.write, force=args.force, backup_path=args.backup_path, out=out)
 
 
 def write_private(path: Path, text: str, *, force: bool) -> None:
@@ -58,8 +91,6 @@ def init(*, storage: Path, config_path: Path, write: bool, force: bool,
     `init > file` gives a clean file); with --write both reports go to stdout.
     Returns check-config's exit status.
     """
-    from tracker_backup.commands.check_config import check_config
-
     out = out or sys.stdout
     err = err or sys.stderr
     dep = deployment.read_deployment(storage)
@@ -74,7 +105,7 @@ def init(*, storage: Path, config_path: Path, write: bool, force: bool,
             print(f"wrote {password_file} (mode 0600): the MySQL password", file=out)
         write_private(config_path, text, force=force)
         print(f"wrote {config_path} (mode 0600); checking it:", file=out)
-        return check_config(load_config(config_path), out)
+        return check_config(load_config(config_path), out, show_config=False)
     out.write(text)
     out.flush()
     # Check exactly what was printed, from a private scratch copy (and password file).
@@ -90,7 +121,8 @@ def init(*, storage: Path, config_path: Path, write: bool, force: bool,
         print(f"; checking the configuration above (not written: use --write to write it to "
               f"{config_path})", file=err)
         try:
-            return check_config(load_config(scratch_conf), err)
+            return check_config(load_config(scratch_conf), err, show_config=False,
+                                name="the configuration above")
         except ConfigError as exc:
             raise ConfigError(str(exc).replace(str(scratch_conf), "the configuration above")
                               ) from None
