@@ -10,6 +10,7 @@ from tracker_backup.engines import contract
 from tracker_backup.engines.sqlite import config as sqlite_config
 from tracker_backup.engines.sqlite.header import is_sqlite_file, side_paths, sqlite_file_of_side_file
 from tracker_backup.errors import RunFailed, UsageError
+from tracker_backup.preflight import Findings
 
 if TYPE_CHECKING:
     from tracker_backup.artifacts import Artifact
@@ -24,6 +25,18 @@ class SqliteEngine(contract.Engine):
 
     def parse_section(self, section: Section) -> sqlite_config.SqliteConfig:
         return sqlite_config.parse_section(section)
+
+    def preflight(self, config: Config) -> Findings:
+        from tracker_backup.engines.sqlite.preflight import check_sqlite
+
+        return check_sqlite(config.section(self.kind))
+
+    def estimated_bytes(self, config: Config) -> int | None:
+        db = config.section(self.kind).database
+        try:
+            return sum(p.stat().st_size for p in (db, *side_paths(db)) if p.exists())
+        except OSError:
+            return None
 
     def backup(self, config: Config, ctx: contract.RunContext) -> contract.SourceResult:
         from tracker_backup.engines.sqlite.backup import SqliteBackup

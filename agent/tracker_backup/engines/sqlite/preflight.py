@@ -4,17 +4,14 @@ what that means for live copies, the tracker's tables. Read-only: nothing is wri
 from __future__ import annotations
 
 import sqlite3
-import urllib.parse
 from pathlib import Path
 
-from tracker_backup.config import SqliteConfig
+from tracker_backup.engines.sqlite.backup import OPTIMISTIC_READ_RATE
+from tracker_backup.engines.sqlite.config import SqliteConfig
+from tracker_backup.engines.sqlite.header import SQLITE_MAGIC, uri
+from tracker_backup.engines.sqlite.side_files import match_side_files
 from tracker_backup.humanize import human_bytes
 from tracker_backup.preflight import Findings
-
-SQLITE_MAGIC = b"SQLite format 3\x00"
-# Faster than any disk reads: a rollback-journal copy that cannot finish within max_lock
-# even at this rate is never attempted under the lock (same bound as the backup's).
-OPTIMISTIC_READ_RATE = 1_000_000_000
 
 
 def _header(path: Path) -> bytes:
@@ -47,7 +44,7 @@ def check_sqlite(cfg: SqliteConfig) -> Findings:
     wal = header[18] == 2 or header[19] == 2
     size = db.stat().st_size
     try:
-        tables = _tables(db)
+        tables = _tables(db, wal)
     except sqlite3.Error as exc:
         f.problems.append(f"{where}: cannot be opened read-only ({exc})")
         return f
@@ -77,11 +74,22 @@ def check_sqlite(cfg: SqliteConfig) -> Findings:
     return f
 
 
-def _tables(db: Path) -> set[str]:
-    uri = f"file:{urllib.parse.quote(str(db))}?mode=ro"
-    conn = sqlite3.connect(uri, uri=True, timeout=1.0)
+def _tables(db: Path, wal: bool) -> set[str]:
+    """The database's tables, read without writing anything beside it.
+
+    A read-only connection to a WAL database creates -wal and -shm when they are missing
+    (as root: files the tracker could not write). Without a -wal file there is nothing
+    beyond the main file to read, so it is read as immutable (no locks, no side files);
+    with one, the tracker's own -shm is used, and any side file created gets the
+    database's owner and mode as in a backup.
+    """
+    no_wal = wal and not Path(f"{db}-wal").exists()
+    params = {"mode": "ro", **({"immutable": "1"} if no_wal else {})}
+    conn = sqlite3.connect(uri(db, **params), uri=True, timeout=1.0)
     try:
         rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
     finally:
         conn.close()
+        if wal and not no_wal:
+            match_side_files(db)
     return {r[0] for r in rows}
