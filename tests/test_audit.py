@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import pwd
+import signal
 import socket
+import sys
 
 import pytest
 
@@ -36,6 +38,12 @@ def parse_entry(data: bytes) -> dict[str, str]:
 
 @pytest.fixture
 def journal(tmp_path, monkeypatch):
+    """The fake journal; the agent runs in this process, so what main() changes
+    process-wide (umask, SIGTERM handler, unraisablehook) is put back afterwards."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    monkeypatch.setattr(signal, "signal", lambda *a: None)
+    monkeypatch.setattr(sys, "unraisablehook", sys.unraisablehook)
     path = tmp_path / "journal.socket"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(path))
@@ -51,6 +59,7 @@ def journal(tmp_path, monkeypatch):
                 return got
     yield entries
     sock.close()
+    os.umask(umask)
 
 
 def audits(entries: list[dict[str, str]]) -> list[dict[str, str]]:
