@@ -46,7 +46,7 @@ def findings(config: Config) -> Findings:
     found = Findings()
     for engine in engines.configured(config):
         found.extend(engine.preflight(config), prefix=f"[{engine.kind}] ")
-    needed, why = next_run_bytes(config) if config.backup.path.is_dir() else (None, "")
+    needed, why = next_run_bytes(config)
     found.extend(check_backup_path(config.backup.path,
                                    require_mountpoint=config.backup.require_mountpoint,
                                    needed_bytes=needed, needed_why=why))
