@@ -52,3 +52,15 @@ def test_setup_test_env_rejects_an_unknown_option():
     proc = subprocess.run([str(ROOT / "scripts/setup-test-env"), "--bogus"], capture_output=True,
                           text=True, check=False)
     assert proc.returncode == 2 and "usage" in proc.stderr
+
+
+def test_docs_say_disable_also_stops_the_drill_timer():
+    man = (ROOT / "packaging/tracker-backup.8").read_text().replace("\\-", "-")
+    disable = man[man.index(".B disable\n"):]
+    disable = disable[:disable.index(".TP", 3)]
+    assert "both timers" in disable and "drill" in disable, disable
+    assert "tracker-backup-drill.timer" in man
+    for doc in ("docs/install.md", "docs/configuration.md"):
+        text = (ROOT / doc).read_text()
+        assert "tracker-backup-drill.timer" in text and "disable" in text, doc
+    assert "restore drill timer" in (ROOT / "README.md").read_text()

@@ -99,6 +99,13 @@ def main(argv: list[str] | None = None) -> int:
         log.error("internal error: %s: %s (rerun with -v for details)", type(exc).__name__, exc)
         log.debug("traceback", exc_info=True)
         return EXIT_RUN_FAILED
+    finally:
+        # Commands that change what the metrics say (run, prune, verify, drill) set
+        # refresh_metrics; succeeded or failed, the textfile then shows the outcome.
+        if getattr(args, "refresh_metrics", False) and config.metrics.textfile is not None:
+            from tracker_backup import metrics
+
+            metrics.refresh(config)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -77,6 +77,14 @@ class ScheduleConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """[metrics]: backup health for Prometheus (both off by default)."""
+
+    textfile: Path | None = None  # node_exporter textfile-collector file, rewritten after each run
+    listen: str | None = None  # loopback host:port where the archiver serves /metrics
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole validated configuration."""
 
@@ -84,6 +92,7 @@ class Config:
     backup: BackupConfig = field(default_factory=BackupConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     # Each configured engine's section (engines/<kind>/config.py), in backup order.
     engines: Mapping[str, Any] = field(default_factory=dict)
 
@@ -309,7 +318,7 @@ class Section:
             )
 
 
-CORE_SECTIONS = ("backup", "retention", "schedule")
+CORE_SECTIONS = ("backup", "retention", "schedule", "metrics")
 REQUIRED = _REQUIRED  # marks a key without default, for engines' section parsers
 
 
@@ -357,6 +366,7 @@ def load_config(path: Path | str | None = None) -> Config:
         backup=_backup(Section(file, parser, "backup")),
         retention=_retention(Section(file, parser, "retention")),
         schedule=_schedule(Section(file, parser, "schedule")),
+        metrics=_metrics(Section(file, parser, "metrics")),
         engines={e.kind: e.parse_section(Section(file, parser, e.kind))
                  for e in engines.ENGINES if parser.has_section(e.kind)},
     )
@@ -442,11 +452,29 @@ def _schedule(s: Section) -> ScheduleConfig:
     return cfg
 
 
+def _metrics(s: Section) -> MetricsConfig:
+    from tracker_backup.metrics.address import EXPECTED, parse_listen
+
+    textfile = s.path("textfile", None)
+    if textfile is not None and not textfile.name.endswith(".prom"):
+        raise s.error("textfile", str(textfile),
+                      "a file name ending in .prom (node_exporter reads only *.prom)")
+    listen = s.string("listen", None)
+    if listen is not None:
+        try:
+            parse_listen(listen)
+        except ValueError as exc:
+            raise s.error("listen", listen, f"{EXPECTED} ({exc})") from None
+    cfg = MetricsConfig(textfile=textfile, listen=listen)
+    s.finish()
+    return cfg
+
+
 def render_config(config: Config) -> str:
     """The effective configuration as INI text (defaults filled in)."""
     lines = [f"; effective configuration from {config.file}"]
     sections = {"backup": config.backup, "retention": config.retention,
-                "schedule": config.schedule, **config.engines}
+                "schedule": config.schedule, "metrics": config.metrics, **config.engines}
     for name, section in sections.items():
         lines.append(f"\n[{name}]")
         for key, value in vars(section).items():

@@ -10,6 +10,7 @@ directories (normal, early, late). It writes into the normal one:
 - tracker-backup.service.d/  ReadWritePaths= for the backup path and the SQLite
   database directory, the MySQL credential, and the network the config needs;
 - tracker-backup-drill.service.d/  the same, with only the backup path writable;
+  both also get the directory of [metrics] textfile (created if missing, 0755);
 - tracker-backup-schedule.pending, when [schedule] enabled differs from the setting
   last applied (/run/tracker-backup/schedule-applied): tracker-backup-schedule.path
   then starts or stops the running timers, which a reload alone never does.
@@ -41,32 +42,33 @@ HOME_DIRS = ("/home", "/root", "/run/user")
 APPLIED_RECORD = Path(os.environ.get("TRACKER_BACKUP_SCHEDULE_RECORD",
                                      "/run/tracker-backup/schedule-applied"))
 PENDING_FLAG = "tracker-backup-schedule.pending"
+ARCHIVE_UNIT = "tracker-backup-archive.service"
 
 
-def record_text(enabled: bool) -> str:
-    return f"enabled={'yes' if enabled else 'no'}\n"
+def record_text(enabled: bool, archive: bool = False) -> str:
+    return f"enabled={'yes' if enabled else 'no'}\n" + ("archive=yes\n" if archive else "")
 
 
-def write_applied_record(enabled: bool, record: Path = APPLIED_RECORD) -> None:
-    """Note which [schedule] enabled the running timers now follow."""
+def write_applied_record(enabled: bool, record: Path = APPLIED_RECORD, archive: bool = False) -> None:
+    """Note which [schedule] enabled (and archive unit state) the running units now follow."""
     record.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
     tmp = record.with_name(record.name + ".tmp")
-    tmp.write_text(record_text(enabled))
+    tmp.write_text(record_text(enabled, archive))
     os.replace(tmp, record)
 
 
-def apply_needed(enabled: bool, record: Path = APPLIED_RECORD) -> bool:
+def apply_needed(enabled: bool, record: Path = APPLIED_RECORD, archive: bool = False) -> bool:
     """True when the running timers may not follow `enabled` (the record says otherwise).
 
     No record means this is the boot (or the first run after install): the wants
     links written now are what the timers follow, so the record is created here.
     """
     try:
-        return record.read_text() != record_text(enabled)
+        return record.read_text() != record_text(enabled, archive)
     except FileNotFoundError:
         # A read-only /run: nothing to compare with later, and nothing to do now.
         with contextlib.suppress(OSError):
-            write_applied_record(enabled, record)
+            write_applied_record(enabled, record, archive)
         return False
     except OSError:
         return False
@@ -82,6 +84,11 @@ class Plan:
     credentials: dict[str, Path] = field(default_factory=dict)  # LoadCredential= name → file
     service_lines: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    metrics_dir: Path | None = None  # the directory of [metrics] textfile
+    metrics_listen: str | None = None  # [metrics] listen: the archiver serves /metrics there
+    # tracker-backup-archive.service is wanted: a source has continuous archiving on
+    # ([sqlite] continuous = yes) and [schedule] enabled = yes (`disable` pauses both).
+    archive: bool = False
 
     @property
     def credential(self) -> Path | None:
@@ -119,8 +126,14 @@ def plan_for(config: Config) -> Plan:
     if not hosts:
         # Nothing needs the network: sockets in the file system (MySQL, Docker) still work.
         plan.service_lines.append("PrivateNetwork=yes")
+    if config.metrics.textfile is not None:
+        plan.metrics_dir = config.metrics.textfile.parent
+        touched.append(plan.metrics_dir)
+    plan.metrics_listen = config.metrics.listen
     if any(_under(p, d) for p in touched for d in HOME_DIRS):
         plan.service_lines.append("ProtectHome=read-only")
+    plan.archive = config.schedule.enabled and any(
+        e.archiver(config) is not None for e in engines.configured(config))
     return plan
 
 
@@ -175,6 +188,15 @@ def write_plan(plan: Plan, out: Path, record: Path = APPLIED_RECORD) -> list[Pat
     written.append(_write(out / "tracker-backup-drill.service.d" / DROPIN,
                           [*header, *service_section(plan, plan.read_write[:1])]))
 
+    written.append(_write(out / f"{ARCHIVE_UNIT}.d" / DROPIN,
+                          [*header, *archive_network(plan, service_section(plan, plan.read_write))]))
+    if plan.archive and (target := find_unit(ARCHIVE_UNIT)) is not None:
+        link = out / "multi-user.target.wants" / ARCHIVE_UNIT
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink():
+            link.unlink()
+        link.symlink_to(target)
+        written.append(link)
     if s.enabled:
         for unit in ("tracker-backup.timer", "tracker-backup-drill.timer"):
             target = find_unit(unit)
@@ -186,7 +208,7 @@ def write_plan(plan: Plan, out: Path, record: Path = APPLIED_RECORD) -> list[Pat
                 link.unlink()
             link.symlink_to(target)
             written.append(link)
-    if apply_needed(s.enabled, record):
+    if apply_needed(s.enabled, record, plan.archive):
         written.append(_write(out / PENDING_FLAG, [f"enabled={'yes' if s.enabled else 'no'}"]))
     return written
 
@@ -197,6 +219,12 @@ def service_section(plan: Plan, read_write: list[Path]) -> list[str]:
     for path in plan.make_dirs:
         # '+': outside the sandbox, so the path exists before ReadWritePaths= needs it.
         lines.append(f"ExecStartPre=-+/bin/mkdir -p -m 0700 {quote(path)}")
+    if plan.metrics_dir is not None:
+        # node_exporter's own user reads it: 0755 with its parents (install -d), and an
+        # existing directory is left as it is (the operator's mode and owner).
+        lines.append("ExecStartPre=-+/bin/sh -c 'test -d \"$$0\" || exec /usr/bin/install -d "
+                     f"-m 0755 \"$$0\"' {quote(plan.metrics_dir)}")
+        read_write = [*read_write, plan.metrics_dir]
     for path in read_write:
         # '-': a missing path must not stop the sandbox from being set up; the agent
         # then reports the missing directory itself, naming the config key.
@@ -204,6 +232,20 @@ def service_section(plan: Plan, read_write: list[Path]) -> list[str]:
     for name, path in plan.credentials.items():
         lines.append(f"LoadCredential={name}:{str(path).replace('%', '%%')}")
     return lines + plan.service_lines
+
+
+def archive_network(plan: Plan, lines: list[str]) -> list[str]:
+    """The archiver serving /metrics on the host's loopback needs the host's network.
+
+    PrivateNetwork= would give it a loopback of its own that no scraper reaches; instead
+    the IP allow-list keeps it to localhost. When an engine already needs the network
+    (MySQL over TCP) its lines stay, and they allow localhost already.
+    """
+    if plan.metrics_listen is None or "PrivateNetwork=yes" not in lines:
+        return lines
+    return [*(ln for ln in lines if ln != "PrivateNetwork=yes"),
+            f"# [metrics] listen = {plan.metrics_listen}: /metrics on the loopback only",
+            "IPAddressDeny=any", "IPAddressAllow=localhost"]
 
 
 def _write(path: Path, lines: list[str]) -> Path:

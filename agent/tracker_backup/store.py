@@ -317,6 +317,9 @@ class Store:
         for key in ("last_run", "last_success"):
             if key in status and not _run_record_ok(status[key], needs_snapshot=key == "last_success"):
                 del status[key]
+        failures = status.get("run_failures_total")
+        if not (isinstance(failures, int) and not isinstance(failures, bool) and failures >= 0):
+            status["run_failures_total"] = 0  # missing or damaged: a counter reset
         return status
 
     def record_run(self, result: dict) -> None:
@@ -325,6 +328,8 @@ class Store:
         status["last_run"] = result
         if result.get("result") == "success":
             status["last_success"] = result
+        else:  # a counter for monitoring (tracker_backup_run_failures_total)
+            status["run_failures_total"] += 1
         (self.path / STATE_DIR).mkdir(mode=DIR_MODE, exist_ok=True)
         write_json_atomic(self.path / STATE_DIR / "status.json", status)
 

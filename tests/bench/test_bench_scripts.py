@@ -160,3 +160,12 @@ def test_sqlite_live_rejects_an_unknown_agent_variant_naming_it_and_the_choices(
     assert proc.returncode == 2
     assert "--variants: unknown fast; expected some of none, none-rl, zstd" in proc.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_metrics_refresh_measures_each_store_size_against_the_listing(tmp_path):
+    _, data = run_bench(tmp_path, "metrics_refresh.py", "--snapshots", "2,6", "--repeat", "2",
+                        "--size", "1M")
+    assert [r["snapshots"] for r in data["rows"]] == [2, 6]
+    for row in data["rows"]:
+        assert row["listing_ms"] > 0 and row["refresh_ms"] > 0 and row["textfile_bytes"] > 1000
+        assert row["x_listing"] == round(row["refresh_ms"] / row["listing_ms"], 2)

@@ -124,10 +124,11 @@ include = tracker/etc/** caddy/etc/**
 def host(docker_engine, request) -> Iterator[Host]:
     """One deployment per module, started, with the tracker writing SQLite as uid 1000.
 
-    A module's TORRENTS (default 3000) sizes the MySQL database.
+    A module's TORRENTS (default 3000) sizes the MySQL database; LOG_BIN = False starts
+    the server without binary logging (MariaDB's default).
     """
     base = Path(tempfile.mkdtemp(prefix="tbh-", dir="/tmp"))  # short: socket paths inside
-    h = Host(docker_engine, base)
+    h = Host(docker_engine, base, log_bin=getattr(request.module, "LOG_BIN", True))
     try:
         h.start(torrents=getattr(request.module, "TORRENTS", 3000))
         yield h

@@ -12,7 +12,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from support.tracker_db import METRIC, info_hash
+import pytest
+
+from support.tracker_db import METRIC, create_tracker_db, info_hash
 from tracker_backup.engines.sqlite.archive import restore as pitr
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,11 +77,11 @@ class LoggedWriter:
 class ArchiverProc:
     """tests/support/run_archiver.py: the real Runner + SqliteArchiver in a child process."""
 
-    def __init__(self, db: Path, backup: Path, log: Path, *extra: str):
+    def __init__(self, db: Path, backup: Path, log: Path, *extra: str, env: dict | None = None):
         self.log_path = log
         self.fh = open(log, "ab")
         self.proc = subprocess.Popen([sys.executable, str(ARCHIVER), str(db), str(backup), *extra],
-                                     stdout=self.fh, stderr=self.fh)
+                                     stdout=self.fh, stderr=self.fh, env=env)
 
     def wait_for(self, text: str, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
@@ -132,3 +134,40 @@ def applied_prefix(db: Path, commits: list[Commit], initial_metric: int) -> int:
     conn.close()
     assert present == inside, f"not a prefix: {len(present ^ inside)} new torrents differ"
     return k
+
+
+# -- fixtures: `from support.archive_kit import procs_fixture, tracker_fixture` in a test module
+@pytest.fixture(name="tracker")
+def tracker_fixture(tmp_path):
+    """(db path, initial metric): a WAL tracker DB with 5000 torrents."""
+    (tmp_path / "db").mkdir()
+    db = create_tracker_db(tmp_path / "db" / "tracker.db", rows=5000)
+    conn = sqlite3.connect(db)
+    metric = conn.execute("SELECT value FROM torrent_aggregate_metrics WHERE metric_name = ?",
+                          (METRIC,)).fetchone()[0]
+    conn.close()
+    return db, metric
+
+
+@pytest.fixture(name="procs")
+def procs_fixture(tmp_path):
+    """Factory for writers and archivers; everything still running is stopped after the test."""
+    started: list = []
+
+    class Factory:
+        def writer(self, db, rate=300.0, existing=5000, user=None, workdir=None) -> LoggedWriter:
+            w = LoggedWriter(db, workdir or tmp_path, rate, existing, len(started), user)
+            started.append(w)
+            return w
+
+        def archiver(self, db, backup, *extra, env=None) -> ArchiverProc:
+            a = ArchiverProc(db, backup, tmp_path / "archiver.log", *extra, env=env)
+            started.append(a)
+            return a
+
+    yield Factory()
+    for p in reversed(started):
+        if p.proc.poll() is None:
+            p.kill()
+
+

@@ -12,7 +12,8 @@ published port and binary logging on (MySQL 8's default; MariaDB's needs
 --log-bin); the `tracker` service runs tests/support/tracker_writer.py as uid
 1000 on the SQLite database `storage/tracker/lib/database/tracker.db` (its
 directory 2770, as the tracker leaves it); `.env` holds the tracker's MySQL
-URL. For tests only, the server's socket directory is also bind-mounted at
+URL and MYSQL_ROOT_PASSWORD; a `caddy` service stands in for the reverse proxy (it
+only idles, for the runbook's `docker compose restart tracker caddy`). For tests only, the server's socket directory is also bind-mounted at
 `storage/mysql/run`, so host-side helpers (mysql_writer.py) can reach it; the
 agent itself always goes through `exec_prefix`.
 """
@@ -34,14 +35,24 @@ SUPPORT = Path(__file__).resolve().parent
 TRACKER_UID = 1000
 DATABASE = "torrust_tracker"
 TRACKER_USER, TRACKER_PASSWORD = "torrust", "tracker-password-in-dotenv"
+ROOT_PASSWORD = "root-password-in-dotenv"  # the container's MYSQL_ROOT_PASSWORD, as the deployer sets
 BACKUP_USER = "tracker_backup"
 MYSQL_ENTRYPOINT = """#!/bin/sh
 # The mysql service's entrypoint (as the official image's: initialise an empty datadir once).
 set -e
 mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld && chmod 0755 /run/mysqld
 if [ ! -d /var/lib/mysql/mysql ]; then
+    chown mysql:mysql /var/lib/mysql
     mariadb-install-db --user=mysql --datadir=/var/lib/mysql \\
         --auth-root-authentication-method=socket --skip-test-db >/dev/null
+    if [ -n "${MYSQL_ROOT_PASSWORD:-}" ]; then  # root also by password, as MYSQL_ROOT_PASSWORD says
+        mariadbd --user=mysql --datadir=/var/lib/mysql --skip-networking --socket=/run/mysqld/init.sock &
+        pid=$!
+        until mariadb --socket=/run/mysqld/init.sock -e 'SELECT 1' >/dev/null 2>&1; do sleep 0.2; done
+        printf "ALTER USER root@localhost IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD('%s');\\n" \\
+            "$MYSQL_ROOT_PASSWORD" | mariadb --socket=/run/mysqld/init.sock
+        kill "$pid" && wait "$pid" || true
+    fi
 fi
 exec mariadbd --user=mysql --datadir=/var/lib/mysql --bind-address=0.0.0.0 --skip-name-resolve \\
     --innodb-buffer-pool-size=256M "$@"
@@ -53,7 +64,8 @@ class Deployment:
     """/opt/torrust-like directory with a compose project of its own on `engine`."""
 
     def __init__(self, engine: DockerEngine, base: Path, *, log_bin: bool = True,
-                 tracker_rate: float = 50, torrents: int = 2000, server_args: tuple = ()):
+                 tracker_rate: float = 50, torrents: int = 2000, server_args: tuple = (),
+                 tracker: bool = True, empty: bool = False):
         self.engine = engine
         self.opt = base / "opt/torrust"
         self.storage = self.opt / "storage"
@@ -67,15 +79,18 @@ class Deployment:
         for d in ("tracker/etc", "tracker/lib/database", "tracker/log", "mysql/data", "mysql/run",
                   "caddy/etc"):
             (self.storage / d).mkdir(parents=True, exist_ok=True)
-        (self.storage / "tracker/etc/tracker.toml").write_text(
-            '[core.database]\ndriver = "sqlite3"\npath = "/var/lib/torrust/tracker/database/tracker.db"\n')
-        (self.storage / "caddy/etc/Caddyfile").write_text("tracker.example.org {}\n")
-        create_tracker_db(self.db, rows=torrents)
+        if not empty:  # empty: a freshly provisioned host, before anything is restored
+            (self.storage / "tracker/etc/tracker.toml").write_text(
+                '[core.database]\ndriver = "sqlite3"\n'
+                'path = "/var/lib/torrust/tracker/database/tracker.db"\n')
+            (self.storage / "caddy/etc/Caddyfile").write_text("tracker.example.org {}\n")
+            create_tracker_db(self.db, rows=torrents)
         for d in (self.storage / "tracker/lib/database", self.storage / "tracker/log"):
             os.chown(d, TRACKER_UID, TRACKER_UID)
             os.chmod(d, 0o2770)
-        os.chown(self.db, TRACKER_UID, TRACKER_UID)
-        os.chmod(self.db, 0o640)
+        if not empty:
+            os.chown(self.db, TRACKER_UID, TRACKER_UID)
+            os.chmod(self.db, 0o640)
         for d in ("mysql/data", "mysql/run"):
             os.chown(self.storage / d, MYSQL_UID, MYSQL_UID)
         entry = self.opt / "mysql-entrypoint.sh"
@@ -83,9 +98,11 @@ class Deployment:
         entry.chmod(0o755)
         (self.opt / ".env").write_text(
             "TORRUST_TRACKER_CONFIG_OVERRIDE_CORE__DATABASE__PATH="
-            f"'mysql://{TRACKER_USER}:{TRACKER_PASSWORD}@mysql:3306/{DATABASE}'\n")
+            f"'mysql://{TRACKER_USER}:{TRACKER_PASSWORD}@mysql:3306/{DATABASE}'\n"
+            f"MYSQL_ROOT_PASSWORD='{ROOT_PASSWORD}'\n")
         os.chmod(self.opt / ".env", 0o600)
         self.tracker_rate = tracker_rate
+        self.tracker = tracker  # False: the mysql service only (benchmarks)
         self.compose_file.write_text(self._compose_yaml(log_bin, list(server_args)))
 
     def _compose_yaml(self, log_bin: bool, server_args: list[str]) -> str:
@@ -93,12 +110,13 @@ class Deployment:
         writer = ["python3", "/opt/tracker-writer/tracker_writer.py",
                   "/var/lib/torrust/tracker/database/tracker.db", "--rate", str(self.tracker_rate),
                   "--stats", "/var/log/torrust/tracker/writer-stats.json", "--existing", "1000"]
-        return json.dumps({  # JSON is YAML
+        spec = {  # JSON is YAML
             "name": self.project,
             "services": {
                 "mysql": {
                     "image": self.image,
                     "entrypoint": ["/mysql-entrypoint.sh"],
+                    "environment": {"MYSQL_ROOT_PASSWORD": "${MYSQL_ROOT_PASSWORD}"},
                     "command": mysql_args,
                     "volumes": ["./storage/mysql/data:/var/lib/mysql",
                                 "./storage/mysql/run:/run/mysqld",
@@ -117,7 +135,17 @@ class Deployment:
                     "stop_signal": "SIGTERM",
                 },
             },
-        }, indent=2) + "\n"
+        }
+        if self.tracker:
+            # The deployer's reverse proxy, only for its place in the runbook (restart after files).
+            spec["services"]["caddy"] = {
+                "image": self.image,
+                "command": ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"],
+                "volumes": ["./storage/caddy/etc:/etc/caddy:ro"],
+            }
+        else:
+            del spec["services"]["tracker"]
+        return json.dumps(spec, indent=2) + "\n"
 
     # -- compose -----------------------------------------------------------
     @property
@@ -136,7 +164,7 @@ class Deployment:
         self.compose("up", "-d", "--no-build", *services)
         if not services or "mysql" in services:
             self.wait_mysql()
-        if not services or "tracker" in services:
+        if (not services and self.tracker) or "tracker" in services:
             self.wait_writer(before)
 
     def wait_mysql(self, timeout: float = 90) -> None:
@@ -199,7 +227,7 @@ class Deployment:
         self.create_user(BACKUP_USER, backup_password, [
             f"ALL ON `{DATABASE}`.*",
             "ALL ON `tracker\\_backup\\_verify\\_%`.*",
-            "BINLOG MONITOR, REPLICATION SLAVE ON *.*"])
+            "BINLOG MONITOR, REPLICATION SLAVE, BINLOG REPLAY ON *.*"])
 
     def remove(self) -> None:
         """down(), then delete the whole directory (files owned by 999/1000 included)."""

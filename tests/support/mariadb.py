@@ -232,18 +232,24 @@ class MariaDB:
         return [r[0] for r in self.sql("SHOW DATABASES")]
 
     def start_writer(self, database: str, stats: Path, rate: float = 300,
-                     existing: int = 1000) -> MysqlWriter:
+                     existing: int = 1000, acks: Path | None = None) -> MysqlWriter:
         """Start tests/support/mysql_writer.py against `database` (stop() it afterwards)."""
-        return MysqlWriter(self, database, stats, rate, existing)
+        return MysqlWriter(self, database, stats, rate, existing, acks)
 
 
 class MysqlWriter:
     """A tracker-style writer process (tests/support/mysql_writer.py)."""
 
-    def __init__(self, server: MariaDB, database: str, stats: Path, rate: float, existing: int):
+    def __init__(self, server: MariaDB, database: str, stats: Path, rate: float, existing: int,
+                 acks: Path | None = None, start_new: int | None = None):
         self.stats_path = stats
+        self.acks_path = acks
         cmd = [sys.executable, str(WRITER), "--socket", str(server.socket), "--database", database,
                "--rate", str(rate), "--stats", str(stats), "--existing", str(existing)]
+        if acks:
+            cmd += ["--acks", str(acks)]
+        if start_new is not None:
+            cmd += ["--start-new", str(start_new)]
         self.proc = subprocess.Popen(cmd)
         deadline = time.monotonic() + 20
         while self.stats().get("ops", 0) < 5:
@@ -268,6 +274,17 @@ class MysqlWriter:
                 break
             time.sleep(0.02)
         return self.stats()
+
+    def acks(self) -> list[tuple[int, float, float]]:
+        """(torrent number, begin, ack) of every committed new torrent so far (needs acks=)."""
+        if self.acks_path is None or not self.acks_path.exists():
+            return []
+        out = []
+        for line in self.acks_path.read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 3:
+                out.append((int(parts[0]), float(parts[1]), float(parts[2])))
+        return out
 
     def stop(self) -> dict:
         if self.proc.poll() is None:

@@ -7,7 +7,9 @@ consistent copy always has sum(completed) == metric. Every other write is a new
 torrent whose number is recorded once committed, so a test knows which rows
 must be in any snapshot taken after that moment.
 
-Usage: mysql_writer.py --socket S --database D --rate N --stats FILE [--existing N]
+Usage: mysql_writer.py --socket S --database D --rate N --stats FILE [--existing N] [--acks F]
+--acks F records each committed new torrent as "N BEGIN ACK" (time.time() before the
+INSERT and after COMMIT returned): what a point-in-time restore must hold.
 SIGUSR1 starts a new latency window (stats["windows"]); SIGTERM/SIGINT stops,
 writes final stats (JSON) and exits 0. Needs python3-pymysql (tests only).
 """
@@ -46,7 +48,10 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=300.0, help="transactions per second")
     ap.add_argument("--stats", required=True)
     ap.add_argument("--existing", type=int, default=1000, help="torrents already in the DB")
+    ap.add_argument("--start-new", type=int, default=START_NEW, help="first number for new torrents")
+    ap.add_argument("--acks", help="append 'N BEGIN ACK' (wall clock) per committed new torrent")
     args = ap.parse_args()
+    acks = open(args.acks, "a", buffering=1 << 16) if args.acks else None  # noqa: SIM115
 
     state = {"stop": False, "new_window": False}
     signal.signal(signal.SIGTERM, lambda s, f: state.update(stop=True))
@@ -60,10 +65,10 @@ def main() -> int:
         cur.execute("SET SESSION innodb_lock_wait_timeout = 5")
     rng = random.Random(os.getpid())
     stats = {"ops": 0, "errors": 0, "last_error": None, "last_new_committed": -1,
-             "first_new": START_NEW, "new_committed": 0, "running": True, "window": 0,
+             "first_new": args.start_new, "new_committed": 0, "running": True, "window": 0,
              "windows": []}
     window: list[float] = []
-    next_new = START_NEW
+    next_new = args.start_new
     interval = 1.0 / args.rate if args.rate > 0 else 0.0
     next_at = time.monotonic()
     last_dump = 0.0
@@ -85,6 +90,7 @@ def main() -> int:
         new = rng.random() < 0.5
         n = next_new if new else rng.randrange(max(1, args.existing))
         t0 = time.monotonic()
+        begin = time.time()
         try:
             with conn.cursor() as cur:
                 cur.execute("INSERT INTO torrents (info_hash, completed) VALUES (%s, 1) "
@@ -98,6 +104,8 @@ def main() -> int:
                 stats["last_new_committed"] = n
                 stats["new_committed"] += 1
                 next_new += 1
+                if acks:
+                    acks.write(f"{n} {begin:.6f} {time.time():.6f}\n")
         except pymysql.MySQLError as exc:
             stats["errors"] += 1
             stats["last_error"] = str(exc)
@@ -107,6 +115,8 @@ def main() -> int:
                 time.sleep(0.2)  # server gone: do not spin
         now = time.monotonic()
         if now - last_dump > 0.1:
+            if acks:
+                acks.flush()
             dump()
             last_dump = now
         if interval:
@@ -118,6 +128,8 @@ def main() -> int:
                 next_at = time.monotonic()  # fell behind (stalled): do not burst
     stats["windows"].append(_summary(window))
     stats["running"] = False
+    if acks:
+        acks.close()
     dump()
     conn.close()
     return 0

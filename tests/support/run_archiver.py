@@ -22,7 +22,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("db")
     ap.add_argument("backup")
-    ap.add_argument("--wal-reset-pages", type=int, default=4000)
+    ap.add_argument("--wal-reset-pages", type=int, default=16000)
     ap.add_argument("--publish-interval", type=float, default=0.5)
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="archiver: %(levelname)s: %(message)s")
@@ -33,7 +33,8 @@ def main() -> int:
     runner.run()
     st = arch.status()
     print(f"archiver: stopped at seq {st.last_seq}, max lock {st.extra['max_lock_ms']} ms, "
-          f"wal resets {st.extra['wal_resets']}", file=sys.stderr)
+          f"wal resets {st.extra['wal_resets']}, lock p50 {st.extra['lock_ms_p50']} ms "
+          f"p99 {st.extra['lock_ms_p99']} ms of {st.extra['locks']}", file=sys.stderr)
     return 0
 
 

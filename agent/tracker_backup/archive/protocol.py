@@ -5,6 +5,7 @@ An engine (SQLite today, MySQL's binlog next) provides one object meeting
 
     archiver.open()                       attach to the source; continue or start a generation
     loop until SIGTERM:
+        archiver.observe()                every ~10 ms, also while stalled: note when commits appear
         archiver.poll()                   every ~10 ms: append newly committed changes to its Shipper
         archiver.publish()                every publish_interval (0.5 s): make them durable
             (on OSError nothing was published: archiver.rewind(), backoff, retry)
@@ -67,6 +68,13 @@ class Archiver(Protocol):
 
     def open(self) -> None:
         """Attach to the source and the archive; may start a generation and take a base."""
+
+    def observe(self) -> None:
+        """Note the time new commits are seen, without reading or writing their data.
+
+        Called every poll_interval even while shipping is stalled, so entries keep
+        the time they were committed at; may do nothing.
+        """
 
     def poll(self) -> int:
         """Append every change committed since the last poll; returns how many entries."""

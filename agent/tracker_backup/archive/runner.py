@@ -7,12 +7,15 @@ it rewinds to its last published entry, logs loudly, and is retried with
 backoff (1 s doubling to 30 s) until the backup path works again.
 
 systemd: READY=1 once every archiver is open, WATCHDOG=1 at half of
-WATCHDOG_USEC while the loop turns, STATUS= one line per archiver, STOPPING=1
-on SIGTERM. Without systemd these are no-ops.
+WATCHDOG_USEC while the loop turns, STATUS= one line per archiver (every 5 s),
+STOPPING=1 on SIGTERM; every minute a journal entry per archiver with
+ARCHIVE_SEQ=, ARCHIVE_LAG_SEC=, ARCHIVE_GENERATION=, ARCHIVE_STALLED=. Without
+systemd these are no-ops.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -28,6 +31,7 @@ log = logging.getLogger(__name__)
 
 BACKOFF_START = 1.0
 BACKOFF_MAX = 30.0
+PROGRESS_EVERY = 60.0  # seconds between progress entries in the journal
 
 
 @dataclass
@@ -46,13 +50,15 @@ class Runner:
     def __init__(self, archivers: list[Archiver], *, poll_interval: float = 0.01,
                  publish_interval: float = 0.5, maintain_interval: float = 1.0,
                  status_interval: float = 5.0,
-                 notify: Callable[..., bool] = systemd.notify):
+                 notify: Callable[..., bool] = systemd.notify,
+                 on_status: Callable[[], None] | None = None):
         self.slots = [_Slot(a) for a in archivers]
         self.poll_interval = poll_interval
         self.publish_interval = publish_interval
         self.maintain_interval = maintain_interval
         self.status_interval = status_interval
         self.notify = notify
+        self.on_status = on_status  # e.g. rewrite the metrics textfile, every status_interval
         self.stop = threading.Event()
         usec = os.environ.get("WATCHDOG_USEC", "")
         self.watchdog_interval = int(usec) / 2e6 if usec.isdigit() and int(usec) > 0 else None
@@ -82,17 +88,38 @@ class Runner:
                     log.error("%s: closing the archiver failed: %s", archiver.source, exc)
 
     def status_line(self) -> str:
-        return "; ".join(s.archiver.status().line() for s in self.slots) or "no archivers"
+        lines = []
+        for slot in self.slots:
+            st = slot.archiver.status()
+            st.stalled = slot.stalled or st.stalled
+            lines.append(st.line())
+        return "; ".join(lines) or "no archivers"
+
+    def _log_progress(self) -> None:
+        """One journal entry per archiver with its position and lag (every minute)."""
+        for slot in self.slots:
+            st = slot.archiver.status()
+            log.info("%s", st.line(), extra={"journal": {
+                "ARCHIVE_SOURCE": st.source, "ARCHIVE_GENERATION": st.generation or "",
+                "ARCHIVE_SEQ": st.last_seq, "ARCHIVE_LAG_SEC": f"{st.lag_seconds:.3f}",
+                "ARCHIVE_PENDING": st.pending, "ARCHIVE_STALLED": 1 if slot.stalled else 0,
+                **{f"ARCHIVE_{k.upper()}": v for k, v in st.extra.items()}}})
 
     def _loop(self) -> None:
         next_status = next_watchdog = 0.0
+        next_progress = time.monotonic() + PROGRESS_EVERY
         while not self.stop.is_set():
             now = time.monotonic()
             for slot in self.slots:
                 self._turn(slot, now)
             if now >= next_status:
                 self.notify(STATUS=self.status_line())
+                if self.on_status is not None:
+                    self.on_status()
                 next_status = now + self.status_interval
+            if now >= next_progress:
+                self._log_progress()
+                next_progress = now + PROGRESS_EVERY
             if self.watchdog_interval and now >= next_watchdog:
                 self.notify(WATCHDOG=1)
                 next_watchdog = now + self.watchdog_interval
@@ -101,6 +128,8 @@ class Runner:
     def _turn(self, slot: _Slot, now: float) -> None:
         a = slot.archiver
         if slot.stalled and now < slot.retry_at:
+            with contextlib.suppress(OSError):
+                a.observe()
             return
         try:
             a.poll()

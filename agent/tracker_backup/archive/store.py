@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 ARCHIVE_DIR = "archive"
 GENERATION_FILE = "GENERATION.json"
+PRUNED_FILE = "PRUNED.json"  # where the generation's kept entries start after retention
 GEN_RE = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
 BASE_JSON_RE = re.compile(r"^base-(\d{12})\.json$")
 # Compaction levels: (level, merge segments older than AGE s into groups spanning <= SPAN s).
@@ -94,6 +95,22 @@ class Generation:
     def chain_0(self) -> bytes:
         return chain_start(self.id)
 
+    def start(self) -> tuple[int, str]:
+        """(first seq, chain before it) of the kept entries: 1 and chain_0 until retention ran."""
+        try:
+            with open(self.path / PRUNED_FILE, encoding="utf-8") as fh:
+                data = json.load(fh)
+            return int(data["first_seq"]), str(data["chain_before"])
+        except FileNotFoundError:
+            return 1, self.chain_0.hex()
+        except (OSError, ValueError, KeyError, TypeError):
+            return 1, self.chain_0.hex()  # damaged: the check below reports the hole
+
+    def mark_pruned(self, first_seq: int, chain_before: str) -> None:
+        """Record (durably, before deleting) that entries before `first_seq` are gone on purpose."""
+        write_json_atomic(self.path / PRUNED_FILE, {"format": 1, "first_seq": first_seq,
+                                                    "chain_before": chain_before})
+
     # -- segments ------------------------------------------------------------------
     def segment_files(self) -> list[Path]:
         return sorted(p for p in self.path.iterdir() if SEGMENT_RE.match(p.name))
@@ -121,10 +138,12 @@ class Generation:
             infos.append(SegmentInfo(p, trailer))
         infos.sort(key=lambda s: (s.first_seq, -s.last_seq))
         chosen: list[SegmentInfo] = []
-        expect, chain = 1, self.chain_0.hex()
+        expect, chain = self.start()
         for seg in infos:
             if chosen and seg.last_seq <= chosen[-1].last_seq:
                 continue  # covered by a merged segment
+            if seg.last_seq < expect:
+                continue  # left by a retention that was cut short
             if seg.first_seq != expect:
                 if seg.first_seq > expect:
                     problem = (f"{self.path}: entries {expect}..{seg.first_seq - 1} are missing "
@@ -141,25 +160,43 @@ class Generation:
 
     def iter_entries(self, after: int, upto: int | None = None,
                      segments: list[SegmentInfo] | None = None) -> Iterator[Entry]:
-        """Entries after+1 .. upto (inclusive; None = all), verified; SegmentError on a fault."""
-        segs, problem = (segments, None) if segments is not None else self.segments()
+        """Entries after+1 .. upto (inclusive; None = all), verified; SegmentError on a fault.
+
+        A segment stopped at `upto` is still read to its end, so its chain and
+        checksums are verified before the iterator ends. A segment that vanished
+        (a compaction merged it meanwhile) is looked up again.
+        """
+        first = self.start()[0]
         expect = after + 1
-        for seg in segs:
-            if seg.last_seq <= after:
-                continue
-            if upto is not None and seg.first_seq > upto:
-                return
-            for entry in iter_entries(seg.path):
-                if entry.seq <= after:
-                    continue
-                if upto is not None and entry.seq > upto:
-                    return
-                expect = entry.seq + 1
-                yield entry
-        if problem and (upto is None or expect <= upto):
+        if expect < first:
+            raise SegmentError(f"{self.path}: entries before {first} were removed by retention")
+        segs, problem = (segments, None) if segments is not None else self.segments()
+        relisted = 0
+        while upto is None or expect <= upto:
+            seg = next((s for s in segs if s.first_seq <= expect <= s.last_seq), None)
+            if seg is None:
+                break
+            try:
+                entries = iter_entries(seg.path)
+                for entry in entries:
+                    if entry.seq < expect:
+                        continue
+                    if upto is not None and entry.seq > upto:
+                        for _ in entries:  # verify the rest of this segment too
+                            pass
+                        return
+                    expect = entry.seq + 1
+                    yield entry
+            except SegmentError:
+                if seg.path.exists() or relisted >= 3:
+                    raise
+                relisted += 1
+                segs, problem = self.segments()
+        if upto is None and problem:
             raise SegmentError(problem)
         if upto is not None and expect <= upto:
-            raise SegmentError(f"{self.path}: entry {expect} is not in the archive (wanted up to {upto})")
+            raise SegmentError(problem or f"{self.path}: entry {expect} is not in the archive "
+                               f"(wanted up to {upto})")
 
     def remove_debris(self) -> list[str]:
         """Temporary files, bases without their description, segments covered by a merge."""
@@ -175,7 +212,7 @@ class Generation:
                 removed.append(p.name)
         chosen, _ = self.segments()
         keep = {s.path for s in chosen}
-        spans = [(s.first_seq, s.last_seq) for s in chosen]
+        spans = [(s.first_seq, s.last_seq) for s in chosen] + [(0, self.start()[0] - 1)]
         for p in self.segment_files():
             m = SEGMENT_RE.match(p.name)
             a, b = int(m.group(1)), int(m.group(2))

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from tracker_backup import engines
 from tracker_backup.commands import (
+    archive,
     check_config,
     drill,
     init,
     list,  # noqa: A004 - the verb's name
+    metrics,
     prune,
     restore,
     run,
@@ -23,7 +25,8 @@ from tracker_backup.commands import (
 )
 
 # In the order `tracker-backup --help` lists them.
-CORE = (init, run, list, verify, prune, status, check_config, window_recover, restore, drill, schedule)
+CORE = (init, run, list, verify, prune, status, metrics, check_config, window_recover, restore,
+        drill, schedule, archive)
 
 
 def register_all(subparsers) -> None:

@@ -47,6 +47,7 @@ def register(subparsers) -> None:
     d.add_argument("--wait", default="0", metavar="DURATION",
                    help="if a backup run holds the lock, wait up to this long (e.g. 6h; "
                         "default: fail at once with exit 3)")
+    d.set_defaults(refresh_metrics=True)
 
 
 def _handler(args: argparse.Namespace, config: Config, out) -> int:
@@ -122,6 +123,15 @@ def _drill(config: Config, *, snap_id: str, as_json: bool, out, wait: float,
                     problems.append(f"{part.name}: {exc}")
                 except TrackerBackupError as exc:
                     problems.append(f"{part.name}: {exc}")
+            # The continuous archive: a random second inside it, restored and checked too.
+            for engine in engines.configured(config):
+                try:
+                    found = engine.archive_drill(config, scratch)
+                except TrackerBackupError as exc:
+                    problems.append(f"{engine.kind} archive: {exc}")
+                    continue
+                if found is not None:
+                    details[f"{engine.kind}-archive"] = found
         except SnapshotDamaged as exc:
             damaged = True
             problems.append(str(exc))

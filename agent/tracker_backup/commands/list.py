@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from tracker_backup.commands.args import view_command
+from tracker_backup.commands.status import archive_lines, archive_reports
 from tracker_backup.config import Config
 from tracker_backup.humanize import human_bytes
 from tracker_backup.store import Snapshot, Store
@@ -40,13 +41,17 @@ def snapshot_row(snap: Snapshot) -> dict:
 def list_snapshots(config: Config, *, as_json: bool, out) -> int:
     """Print the store's snapshots (a table, or JSON); always 0."""
     store = Store(config.backup.path)
-    rows = [snapshot_row(s) for s in store.snapshots()]
+    snaps = store.snapshots()
+    rows = [snapshot_row(s) for s in snaps]
     if as_json:
         json.dump(rows, out, indent=2)
         out.write("\n")
         return 0
+    archive = archive_lines(archive_reports(config, snaps))
     if not rows:
         print(f"no snapshots in {store.path}", file=out)
+        for line in archive:
+            print(f"continuous archive: {line}", file=out)
         return 0
     print(f"{'ID':20} {'TIME (UTC)':20} {'SIZE':>10}  {'SOURCES':20} VERIFICATION", file=out)
     for r in rows:
@@ -56,4 +61,6 @@ def list_snapshots(config: Config, *, as_json: bool, out) -> int:
                    if drill else "")
         print(f"{r['id']:20} {when:20} {human_bytes(r['bytes']):>10}  "
               f"{','.join(r['sources']):20} {r['problem'] or r['verification']}{drilled}", file=out)
+    for line in archive:
+        print(f"continuous archive: {line}", file=out)
     return 0

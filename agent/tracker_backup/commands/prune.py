@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from tracker_backup import logs
+from tracker_backup import engines, logs
 from tracker_backup.config import Config
 from tracker_backup.errors import EXIT_OK
 from tracker_backup.retention import Candidate, Decision, plan
@@ -19,7 +19,7 @@ def register(subparsers) -> None:
     pr = subparsers.add_parser("prune",
                                help="apply retention, printing what is kept and deleted and why")
     pr.add_argument("--dry-run", action="store_true", help="only print the plan")
-    pr.set_defaults(handler=_handler)
+    pr.set_defaults(handler=_handler, refresh_metrics=True)
 
 
 def _handler(args: argparse.Namespace, config: Config, out) -> int:
@@ -49,6 +49,14 @@ def prune(config: Config, *, dry_run: bool, out=None) -> list[Decision]:
                 deleted.append(d.id)
                 log.info("retention: deleted %s (%s)", d.id, "; ".join(d.reasons))
         kept = sum(1 for d in decisions if d.keep)
+        # The continuous archive: only what no kept snapshot (or own base) needs goes.
+        kept_snaps = [by_id[d.id] for d in decisions if d.keep]
+        for engine in engines.configured(config):
+            for line in engine.archive_prune(config, kept_snaps, dry_run):
+                if out is not None:
+                    print(line, file=out)
+                if not dry_run:
+                    log.info("retention: %s", line)
         if not dry_run:
             logs.event("pruned", f"retention kept {kept} snapshots, deleted {len(deleted)}",
                        kept=kept, deleted=len(deleted), deleted_ids=",".join(deleted) or None)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tracker_backup import audit, engines, logs
 from tracker_backup import restore_plan as planning
+from tracker_backup.archive.times import parse_at
 from tracker_backup.commands.args import snapshot_command
 from tracker_backup.config import Config
 from tracker_backup.engines.contract import Engine, RestoreContext, RestoreResult
@@ -39,6 +40,9 @@ def register(subparsers) -> None:
     r.add_argument("--to", type=Path, metavar="PATH",
                    help="sqlite: a file or directory; files: a directory (default: in place). "
                         "Needs one --kind")
+    r.add_argument("--at", metavar="TIME",
+                   help="point in time from the continuous archive: ISO-8601 UTC "
+                        "(2026-12-01T07:00:05Z) or 'latest'; needs --kind sqlite, no ID")
     r.add_argument("--dry-run", action="store_true", help="only show what would be replaced")
     for engine in engines.ENGINES:
         engine.restore_arguments(r)
@@ -51,7 +55,44 @@ def restore_handler(args: argparse.Namespace, config: Config, out) -> int:
         raise UsageError("--to names one target: give --kind sqlite or --kind files with it")
     for engine in engines.ENGINES:
         engine.check_restore_args(args, engine.kind in kinds)
+    if args.at is not None:
+        if len(kinds) != 1:
+            raise UsageError("--at restores one kind from its continuous archive: give --kind sqlite")
+        if args.id != "latest":
+            raise UsageError("--at picks its own base: give no snapshot ID with it")
+        try:
+            parse_at(args.at)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        return restore_at(config, args, kinds[0], out)
     return restore(config, args, snap_id=args.id, kinds=kinds, dry_run=args.dry_run, out=out)
+
+
+def restore_at(config: Config, args: argparse.Namespace, kind: str, out) -> int:
+    """Point-in-time restore of one kind from the continuous archive (base + entries)."""
+    engine = engines.get(kind)
+    assert engine is not None
+    store = Store(config.backup.path)
+    store.prepare(require_mountpoint=config.backup.require_mountpoint, create=False,
+                  writable=False)
+    t0 = time.monotonic()
+    journal = store.window_journal_path
+    ctx = RestoreContext(utc_now().strftime("%Y%m%dT%H%M%SZ"),
+                         journal if os.access(journal.parent, os.W_OK) else None)
+    with store.lock("restore --at"):  # retention cannot delete a base or segment meanwhile
+        step = engine.plan_restore_at(config, args.at, args.to)
+        for line in step.action.lines():
+            print(line, file=out)
+        if args.dry_run:
+            print("dry run: nothing was changed", file=out)
+            return EXIT_OK
+        result = step.run(ctx)
+    seconds = time.monotonic() - t0
+    summary = f"restored {kind} at {args.at} in {seconds:.1f}s: {result.describe()}"
+    logs.event("restored", summary, duration_sec=f"{seconds:.3f}", kinds=kind,
+               targets=result.target, at=args.at)
+    print(summary, file=out)
+    return EXIT_OK
 
 
 def restore(config: Config, args: argparse.Namespace, *, snap_id: str, kinds: tuple[str, ...],

@@ -32,7 +32,7 @@ def register(subparsers) -> None:
     r.add_argument("--no-prune", action="store_true",
                    help="do not apply retention afterwards (the systemd unit prunes in "
                         "ExecStartPost=)")
-    r.set_defaults(handler=_handler)
+    r.set_defaults(handler=_handler, refresh_metrics=True)
 
 
 def _handler(args: argparse.Namespace, config: Config, out) -> int:

@@ -145,7 +145,8 @@ def apply(config: Config, out) -> int:
         return EXIT_OK
     try:
         # Recorded first: the generator run by this reload then sees nothing pending.
-        generator.write_applied_record(config.schedule.enabled)
+        generator.write_applied_record(config.schedule.enabled,
+                                       archive=generator.plan_for(config).archive)
         systemd.daemon_reload()
         timers = [systemd.TIMER]
         if systemd.unit_file_exists(systemd.DRILL_TIMER):
@@ -156,6 +157,7 @@ def apply(config: Config, out) -> int:
             else:
                 systemd.stop_unit(timer)
         state = _settled_state(systemd.TIMER, config.schedule.enabled)
+        archive_line = _apply_archive(config)
     except (systemd.SystemdUnavailable, OSError) as exc:
         print(f"tracker-backup: error: could not apply the schedule through systemd: {exc}",
               file=sys.stderr)
@@ -164,4 +166,18 @@ def apply(config: Config, out) -> int:
     if config.schedule.enabled:
         line += f", schedule {config.schedule.on_calendar}"
     print(line, file=out)
+    if archive_line:
+        print(archive_line, file=out)
     return EXIT_OK
+
+
+def _apply_archive(config: Config) -> str | None:
+    """Start or stop tracker-backup-archive.service as the generator's plan wants it."""
+    if not systemd.unit_file_exists(generator.ARCHIVE_UNIT):
+        return None
+    wanted = generator.plan_for(config).archive
+    if wanted:
+        systemd.start_unit(generator.ARCHIVE_UNIT)
+    else:
+        systemd.stop_unit(generator.ARCHIVE_UNIT)
+    return f"{generator.ARCHIVE_UNIT}: {'started' if wanted else 'stopped'}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
+from tracker_backup import engines
 from tracker_backup.commands.args import view_command
 from tracker_backup.config import Config
 from tracker_backup.errors import EXIT_OK, EXIT_RUN_FAILED
@@ -31,6 +32,7 @@ def status_data(config: Config, now: datetime | None = None) -> dict:
         "backup_path": str(store.path),
         "last_run": state.get("last_run"),
         "last_success": state.get("last_success"),
+        "run_failures_total": state.get("run_failures_total", 0),
         "snapshots": len(snaps),
         "good_snapshots": sum(1 for s in snaps if s.good),
         "total_bytes": sum(s.size for s in snaps),
@@ -55,6 +57,9 @@ def status_data(config: Config, now: datetime | None = None) -> dict:
     else:
         data["last_success_age_sec"] = None
         data["warnings"].append("no successful backup recorded")
+    data["archive"] = archive_reports(config, snaps)
+    for report in data["archive"].values():
+        data["warnings"] += report["warnings"]
     try:
         from tracker_backup import schedule_status
 
@@ -65,6 +70,31 @@ def status_data(config: Config, now: datetime | None = None) -> dict:
     # What monitoring acts on (also the exit status): the last run failed, or backups stopped.
     data["healthy"] = not (last and last.get("result") == "failed") and not data.get("stale")
     return data
+
+
+def archive_reports(config: Config, snaps) -> dict:
+    """Each configured engine's continuous archive report (range, lag, warnings)."""
+    reports = {}
+    for engine in engines.configured(config):
+        report = engine.archive_report(config, snaps)
+        if report is not None:
+            reports[engine.kind] = report
+    return reports
+
+
+def archive_lines(reports: dict) -> list[str]:
+    """The archive's range and lag, one line per source."""
+    lines = []
+    for kind, r in reports.items():
+        if r.get("oldest_iso"):
+            span = (f"restorable {r['oldest_iso'][:19].replace('T', ' ')} .. "
+                    f"{r['newest_iso'][:19].replace('T', ' ')} UTC")
+        else:
+            span = "nothing restorable yet"
+        lag = r.get("lag_seconds")
+        lag_text = f", lag {lag:.1f}s" if lag is not None else ""
+        lines.append(f"{kind}: {span}{lag_text}, {len(r.get('generations') or [])} generation(s)")
+    return lines
 
 
 def status(config: Config, *, as_json: bool, out) -> int:
@@ -102,6 +132,8 @@ def status(config: Config, *, as_json: bool, out) -> int:
         print(f"timer:        {timer}", file=out)
         if not timer.startswith("unknown"):
             print(f"next run:     {data.get('next_run') or 'not scheduled'}", file=out)
+    for line in archive_lines(data["archive"]):
+        print(f"archive:      {line}", file=out)
     for warning in data["warnings"]:
         print(f"WARNING: {warning}", file=out)
     return code

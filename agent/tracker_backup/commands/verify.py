@@ -19,7 +19,7 @@ def register(subparsers) -> None:
     v.add_argument("id", nargs="?", help="snapshot id or 'latest' (default: latest)")
     v.add_argument("--all", action="store_true", help="verify every snapshot")
     v.add_argument("--json", action="store_true")
-    v.set_defaults(handler=_handler)
+    v.set_defaults(handler=_handler, refresh_metrics=True)
 
 
 def _handler(args: argparse.Namespace, config: Config, out) -> int:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from tracker_backup.artifacts import Artifact
 from tracker_backup.config import BackupConfig
-from tracker_backup.errors import RunFailed
+from tracker_backup.errors import RunFailed, UsageError
 from tracker_backup.manifest import SourceEntry, source_entry
 from tracker_backup.preflight import Findings
 from tracker_backup.throttle import RateLimiter
@@ -223,6 +223,11 @@ class Engine(ABC):
                      args: argparse.Namespace) -> RestoreStep:
         """Resolve the target (args.to, the configured one), plan it; reads only."""
 
+    def plan_restore_at(self, config: Config, at: str, to: Path | None) -> RestoreStep:
+        """`restore --at TIME|latest`: a step rebuilding this kind from its continuous archive."""
+        del config, at, to
+        raise UsageError(f"--at: there is no continuous archive for {self.kind}")
+
     @abstractmethod
     def drill(self, config: Config, snap: Snapshot, part: Part, scratch: Path) -> DrillResult:
         """Restore into scratch space and check it; SnapshotDamaged if the bytes are bad."""
@@ -236,6 +241,21 @@ class Engine(ABC):
     def commands(self) -> Sequence[Register]:
         """Engine-only commands, each a register(subparsers) (e.g. sqlite-wal)."""
         return ()
+
+    def archive_report(self, config: Config, snapshots: list[Snapshot]) -> dict | None:
+        """The continuous archive's range, lag and warnings for list/status (None: no archive)."""
+        del config, snapshots
+        return None
+
+    def archive_drill(self, config: Config, scratch: Path) -> dict | None:
+        """Restore the continuous archive to a random second into scratch and check it."""
+        del config, scratch
+        return None
+
+    def archive_prune(self, config: Config, kept: list[Snapshot], dry_run: bool) -> list[str]:
+        """Retention of the continuous archive, given the snapshots kept; lines of what went."""
+        del config, kept, dry_run
+        return []
 
     def archiver(self, config: Config) -> Archiver | None:
         """The engine's continuous archiver (archive/protocol.py), if it offers one and the

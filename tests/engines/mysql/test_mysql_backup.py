@@ -2,8 +2,8 @@
 
 The server is MariaDB 10.11 from Debian, started by the fixtures in
 tests/support/mariadb.py. MySQL 8 cannot run here: its flag spelling is
-covered by test_mysql_dump.py only. Docker cannot run here either: the
-docker compose exec_prefix is tested for shape only (see below), while
+covered by test_mysql_dump.py only. The docker compose exec_prefix runs for real
+against a private Docker engine in tests/docker/; here its command line's shape is checked, while
 exec_prefix itself is exercised for real by a prefix that runs the client
 tools as another user in another network namespace.
 """
@@ -355,7 +355,7 @@ def test_exec_prefix_runs_the_client_tools_as_another_user_in_another_network_na
 
 
 def test_docker_compose_exec_prefix_has_the_right_shape(tmp_path):
-    """Shape only: no Docker engine runs here, so the command is built, not run.
+    """The command line's shape (tests/docker/ runs it against a real engine).
 
     What is checked: the configured prefix comes first, untouched; the client
     runs inside the container through `sh -c WRAPPER`, which reads the

@@ -1,6 +1,6 @@
 """MySQL restore against a private MariaDB server: round trip under a live writer, the
 credential path (no password in argv or environment, through an exec_prefix), and the
-drill's scratch database. (MySQL 8 and Docker cannot run here; MariaDB 10.11 does.)"""
+drill's scratch database. (MySQL 8 cannot run here; MariaDB 10.11 does. Through a real Docker engine: tests/docker/.)"""
 
 from __future__ import annotations
 

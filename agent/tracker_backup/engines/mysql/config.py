@@ -23,6 +23,7 @@ class MysqlConfig:
     tables: tuple[str, ...] = ()
     exclude_tables: tuple[str, ...] = ()
     verify: str = "dump"  # dump | restore
+    continuous: bool = False  # stream the binlog into <path>/archive/mysql (tracker-backup archive)
 
 
 def parse_section(s: Section) -> MysqlConfig:
@@ -38,6 +39,7 @@ def parse_section(s: Section) -> MysqlConfig:
         tables=s.words("tables"),
         exclude_tables=s.words("exclude_tables"),
         verify=s.choice("verify", "dump", ("dump", "restore")),
+        continuous=s.boolean("continuous", False),
     )
     if cfg.socket and cfg.host:
         raise s.error("host", cfg.host, "either socket or host, not both")

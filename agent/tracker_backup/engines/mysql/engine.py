@@ -101,6 +101,35 @@ class MysqlEngine(contract.Engine):
                             "scratch database")
         return restore.drill(artifact_path(snap, part.artifacts[0]), part, cfg)
 
+    # -- continuous archive (the binlog: engines/mysql/binlog/) ------------------------
+    def archiver(self, config: Config):
+        """The binlog archiver when `[mysql] continuous = yes`."""
+        cfg = config.section(self.kind)
+        if cfg is None or not cfg.continuous:
+            return None
+        from tracker_backup.engines.mysql.binlog.archiver import BinlogArchiver
+
+        return BinlogArchiver(cfg, config.backup.path)
+
+    def plan_restore_at(self, config: Config, at: str, to: Path | None,
+                        args: argparse.Namespace | None = None) -> contract.RestoreStep:
+        from tracker_backup.engines.mysql.binlog import steps
+
+        if to is not None:
+            raise UsageError("--to does not apply to mysql: use --database NAME")
+        return steps.plan_restore_at(config, at, args)
+
+    def archive_report(self, config: Config, snapshots: list[Snapshot]) -> dict | None:
+        from tracker_backup.engines.mysql.binlog import steps
+
+        return steps.report(config, snapshots)
+
+    def archive_drill(self, config: Config, scratch: Path) -> dict | None:
+        from tracker_backup.engines.mysql.binlog import steps
+
+        del scratch  # a scratch database, not a directory
+        return steps.drill_at(config)
+
     def sandbox(self, config: Config) -> contract.SandboxNeeds:
         cfg = config.section(self.kind)
         needs = contract.SandboxNeeds()

@@ -31,5 +31,26 @@ def preflight(server: MysqlServer) -> list[str]:
         problem = probe_scratch(server, who)
         if problem:
             problems.append(problem)
+    if server.cfg.continuous:
+        problems += binlog_problems(server)
     return problems
+
+
+def binlog_problems(server: MysqlServer) -> list[str]:
+    """What `[mysql] continuous = yes` needs from the server (log_bin, privileges), with fixes."""
+    from tracker_backup.engines.mysql.binlog import checks
+
+    try:
+        s = checks.server_settings(server.client)
+    except (SourceError, RunFailed) as exc:
+        return [f"continuous = yes: {str(exc).removeprefix('mysql: ')}"]
+    for line in checks.warnings(binlog_format=s["binlog_format"]):
+        log.warning("mysql: %s", line)
+    replay = checks.replay_problem(flavour=s["flavour"], privileges=s["privileges"],
+                                   grantee=s["grantee"])
+    if replay:  # only the drill needs it (restore --at names its own account)
+        log.warning("mysql: %s", replay)
+    return checks.problems(flavour=s["flavour"], log_bin=s["log_bin"],
+                           binlog_format=s["binlog_format"], checksum=s["binlog_checksum"],
+                           privileges=s["privileges"], grantee=s["grantee"])
 

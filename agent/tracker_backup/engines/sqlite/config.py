@@ -21,6 +21,8 @@ class SqliteConfig:
     stop_command: tuple[str, ...] = ()
     start_command: tuple[str, ...] = ()
     required_tables: tuple[str, ...] = TRACKER_TABLES
+    # Continuous archiving (tracker-backup-archive.service, docs/continuous.md).
+    continuous: bool = False
 
     @property
     def has_maintenance_window(self) -> bool:
@@ -39,6 +41,7 @@ def parse_section(s: Section) -> SqliteConfig:
         stop_command=s.command("stop_command"),
         start_command=s.command("start_command"),
         required_tables=s.words("required_tables", TRACKER_TABLES),
+        continuous=s.boolean("continuous", False),
     )
     if bool(cfg.stop_command) != bool(cfg.start_command):
         key = "start_command" if cfg.stop_command else "stop_command"

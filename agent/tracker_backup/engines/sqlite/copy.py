@@ -22,6 +22,7 @@ from pathlib import Path
 
 from tracker_backup.artifacts import fsync_file
 from tracker_backup.engines.contract import RunContext
+from tracker_backup.engines.sqlite.archive.position import WalPosition
 from tracker_backup.engines.sqlite.header import uri
 from tracker_backup.engines.sqlite.side_files import match_side_files
 from tracker_backup.errors import SourceError
@@ -46,6 +47,8 @@ def copy_snapshot(db: Path, raw: Path, ctx: RunContext, *, busy_timeout: float,
     open; exceeding it raises _Deadline after releasing the lock.
     """
     # timeout=0: no SQLite busy handler; _begin_read polls for the lock itself.
+    # Opened before, closed after the source connection: see WalPosition (fcntl locks).
+    wal_position = WalPosition(db).__enter__()
     src = sqlite3.connect(uri(db, mode="ro"), uri=True, isolation_level=None,
                           timeout=0, check_same_thread=False)
     dst = None
@@ -57,7 +60,16 @@ def copy_snapshot(db: Path, raw: Path, ctx: RunContext, *, busy_timeout: float,
         dst = sqlite3.connect(raw, isolation_level=None)
         dst.execute("PRAGMA journal_mode=OFF")
         dst.execute("PRAGMA synchronous=OFF")
-        _begin_read(src, busy_timeout)
+        position = None
+        if deadline is None:
+            # Where in the WAL this snapshot sits, exactly: it makes the snapshot a base of
+            # the continuous archive (docs/format.md); None for a rollback-journal database.
+            def begin() -> None:
+                _begin_read(src, busy_timeout)
+            begin.conn = src  # type: ignore[attr-defined]
+            position = wal_position.begin(begin)
+        else:
+            _begin_read(src, busy_timeout)
         locked_at = time.monotonic()
         match_side_files(db)
         page_size = src.execute("PRAGMA page_size").fetchone()[0]
@@ -94,13 +106,17 @@ def copy_snapshot(db: Path, raw: Path, ctx: RunContext, *, busy_timeout: float,
         raise SourceError(f"sqlite: copying {db} to {raw.parent} failed: {exc}") from None
     finally:
         src.close()  # before dst: closing an aborted copy must not extend the lock
+        wal_position.__exit__(None, None, None)
         if dst is not None:
             dst.close()
         fixed = match_side_files(db)
         if fixed:
             log.warning("sqlite: gave %s the database file's owner/mode", ", ".join(fixed))
-    return {"page_size": page_size, "page_count": total_pages, "copied_bytes": total_bytes,
+    info = {"page_size": page_size, "page_count": total_pages, "copied_bytes": total_bytes,
             "read_transaction_seconds": round(lock_seconds, 3)}
+    if position is not None:
+        info["archive_position"] = position
+    return info
 
 
 def _begin_read(conn: sqlite3.Connection, timeout: float) -> None:

@@ -82,6 +82,31 @@ class SqliteEngine(contract.Engine):
                                                        stamp=ctx.stamp,
                                                        journal=ctx.window_journal))
 
+    def archive_report(self, config: Config, snapshots: list[Snapshot]) -> dict | None:
+        from tracker_backup.engines.sqlite.archive import steps
+
+        return steps.report(config, snapshots)
+
+    def archive_drill(self, config: Config, scratch: Path) -> dict | None:
+        from tracker_backup.engines.sqlite.archive import steps
+
+        result = steps.drill_at(config, scratch)
+        if result is not None:
+            result["summary"] = (f"archive restored to {result['at']} (commit seen at "
+                                 f"{result['commit_time']}, {result['entries_applied']} entries "
+                                 f"after {result['base']}), integrity_check ok")
+        return result
+
+    def archive_prune(self, config: Config, kept: list[Snapshot], dry_run: bool) -> list[str]:
+        from tracker_backup.engines.sqlite.archive import steps
+
+        return steps.prune(config, kept, dry_run)
+
+    def plan_restore_at(self, config: Config, at: str, to: Path | None) -> contract.RestoreStep:
+        from tracker_backup.engines.sqlite.archive import steps
+
+        return steps.plan_restore_at(config, at, to)
+
     def drill(self, config: Config, snap: Snapshot, part: contract.Part,
               scratch: Path) -> contract.DrillResult:
         from tracker_backup.engines.sqlite import restore
@@ -104,6 +129,15 @@ class SqliteEngine(contract.Engine):
     def sandbox(self, config: Config) -> contract.SandboxNeeds:
         # SQLite readers of a WAL database write -shm (and may create -wal) beside it.
         return contract.SandboxNeeds(read_write=[config.section(self.kind).database.parent])
+
+    def archiver(self, config: Config):
+        """The WAL archiver when `[sqlite] continuous = yes` (engines/sqlite/archive/)."""
+        cfg = config.section(self.kind)
+        if cfg is None or not cfg.continuous:
+            return None
+        from tracker_backup.engines.sqlite.archive.archiver import SqliteArchiver
+
+        return SqliteArchiver(cfg.database, config.backup.path, busy_timeout=cfg.busy_timeout)
 
     def commands(self) -> tuple[contract.Register, ...]:
         from tracker_backup.engines.sqlite import wal

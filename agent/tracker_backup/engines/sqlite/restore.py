@@ -17,6 +17,7 @@ import errno
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -128,16 +129,18 @@ def decompress(src: Path, compression: str, dest: Path) -> int:
     return total
 
 
-def restore(src: Path, part: Part, target: Path, *, window: SqliteConfig | None,
+def restore(src: Path | None, part: Part, target: Path, *, window: SqliteConfig | None,
             stamp: str, required_tables: tuple[str, ...] | None = None,
-            keep_owner: bool = True, journal: Path | None = None) -> SqliteRestored:
+            keep_owner: bool = True, journal: Path | None = None,
+            produce: Callable[[Path], int] | None = None) -> SqliteRestored:
     """Restore one stored database to `target`; return what was done.
 
     `window`: the [sqlite] config whose stop/start commands bracket the swap
     (None: no window; then any process holding the target refuses the restore).
     `journal`: where the window's durable note goes (the store's, see window.py).
+    `produce(tmp)`: writes the new database into the hidden file itself instead of
+    decompressing `src` (a point-in-time restore from the archive); returns its size.
     """
-    art = part.artifacts[0]
     required = required_tables if required_tables is not None else tuple(
         part.source.get("required_tables", ()))
     tmp = target.with_name(f".{target.name}.restore-{stamp}")
@@ -148,7 +151,8 @@ def restore(src: Path, part: Part, target: Path, *, window: SqliteConfig | None,
         # Left by a killed restore (we hold the store lock): a whole database's worth of disk.
         log.info("sqlite: removing %s left by an interrupted restore", stale)
         stale.unlink(missing_ok=True)
-    size = decompress(src, art.compression, tmp)
+    size = produce(tmp) if produce is not None else decompress(
+        src, part.artifacts[0].compression, tmp)
     moved: list[tuple[Path, Path]] = []
     try:
         check = check_database(tmp, "full", required)

@@ -3,15 +3,23 @@ restarts, replacement, WAL bounded, rollback journal refused."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
 import sqlite3
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
-from support.archive_kit import applied_prefix, restore_at
+from support.archive_kit import (  # noqa: F401 - the fixtures tracker and procs
+    applied_prefix,
+    procs_fixture,
+    restore_at,
+    tracker_fixture,
+)
 from tracker_backup.archive.store import SourceArchive
 from tracker_backup.engines.sqlite.archive.archiver import SqliteArchiver
 from tracker_backup.errors import UsageError
@@ -132,7 +140,7 @@ def test_tracker_restart_and_wal_resets_keep_one_generation(tmp_path, tracker, p
     time.sleep(1)
     assert arch.stop() == 0
     log = arch.log_path.read_text()
-    resets = int(log.rsplit("wal resets ", 1)[1].split()[0])
+    resets = int(log.rsplit("wal resets ", 1)[1].split(",")[0])
     assert resets >= 1, log
     assert len(SourceArchive(backup, "sqlite").generations()) == 1
     assert max(wal_sizes) < 2500 * 4120, f"WAL not bounded: {max(wal_sizes)} bytes"
@@ -174,3 +182,141 @@ def test_rollback_journal_database_is_refused_with_the_sqlite_wal_advice(tmp_pat
     with pytest.raises(UsageError, match="tracker-backup sqlite-wal"):
         SqliteArchiver(db, tmp_path / "b").open()
     assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+def test_full_backup_path_stalls_loudly_then_resumes_without_gap(tmp_path, tracker, procs):
+    db, metric0 = tracker
+    backup = tmp_path / "backup"
+    backup.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m,mode=0700", "tmpfs", str(backup)],
+                   check=True)
+    try:
+        arch = procs.archiver(db, backup)
+        arch.wait_for("archive base")
+        w = procs.writer(db, rate=300)
+        time.sleep(1)
+        filler = backup / "filler"
+        with open(filler, "wb") as fh:
+            with contextlib.suppress(OSError):
+                while True:
+                    fh.write(b"\0" * (1 << 20))
+                    fh.flush()
+        arch.wait_for("archive STALLED", timeout=20)
+        time.sleep(2)
+        filler.unlink()
+        arch.wait_for("archiving resumed", timeout=40)
+        time.sleep(1)
+        stats = w.stop()
+        time.sleep(1)
+        assert arch.stop() == 0
+        assert stats["errors"] == 0
+        gen = SourceArchive(backup, "sqlite").current()
+        assert gen.segments()[1] is None
+        assert not [p for p in gen.path.iterdir() if p.name.startswith(".tmp-")]
+        seqs = [e.seq for e in gen.iter_entries(0)]
+        assert seqs == list(range(1, len(seqs) + 1))
+        restore_at(backup, None, tmp_path / "r.db")
+        assert applied_prefix(tmp_path / "r.db", w.commits(), metric0) == len(w.commits())
+        # Entries shipped after the stall kept the time they were seen at, not the resume time:
+        # entry i is the writer's commit i (the only writer, started after the base).
+        commits = w.commits()
+        late = [e.time - c.ack for e, c in zip(gen.iter_entries(0), commits, strict=True)]
+        early = [c.begin - e.time for e, c in zip(gen.iter_entries(0), commits, strict=True)]
+        assert max(late) < 1.0, f"an entry was stamped {max(late):.2f} s after its commit"
+        assert max(early) <= 0.0, "an entry was stamped before its transaction began"
+    finally:
+        arch.kill()
+        subprocess.run(["umount", "-l", str(backup)], check=False)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another uid")
+def test_writer_as_uid_1000_keeps_its_files_owner(tmp_path, procs):
+    import tempfile
+
+    from support.tracker_db import create_tracker_db
+
+    world = Path(tempfile.mkdtemp(prefix="tb-archive-", dir="/var/tmp"))
+    world.chmod(0o1777)
+    request_cleanup = world
+    dbdir = world / "owned"
+    dbdir.mkdir()
+    db = create_tracker_db(dbdir / "tracker.db", rows=2000)
+    for p in dbdir.iterdir():
+        if p != db:
+            p.unlink()
+    os.chown(dbdir, 1000, 1000)
+    os.chown(db, 1000, 1000)
+    db.chmod(0o640)
+    backup = tmp_path / "backup"
+    arch = procs.archiver(db, backup)  # as root, first to open: SQLite creates -wal/-shm
+    arch.wait_for("archive base")
+    for suffix in ("-wal", "-shm"):
+        st = os.stat(f"{db}{suffix}")
+        assert (st.st_uid, st.st_gid) == (1000, 1000), f"{suffix} owned by {st.st_uid}"
+    try:
+        w = procs.writer(db, rate=200, existing=2000, user="1000", workdir=world)
+        time.sleep(1.5)
+        stats = w.stop()
+        time.sleep(0.7)
+        assert arch.stop() == 0
+        assert stats["errors"] == 0, stats["last_error"]
+        for p in dbdir.iterdir():
+            assert p.stat().st_uid == 1000, f"{p.name} owned by {p.stat().st_uid}"
+    finally:
+        shutil.rmtree(request_cleanup, ignore_errors=True)
+
+
+def test_a_transaction_larger_than_the_buffer_is_streamed_and_restored(tmp_path, tracker, procs):
+    db, _ = tracker
+    backup = tmp_path / "backup"
+    arch = procs.archiver(db, backup)
+    arch.wait_for("archive base")
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("CREATE TABLE big (id INTEGER PRIMARY KEY, data BLOB)")
+    conn.execute("BEGIN")
+    conn.executemany("INSERT INTO big(data) VALUES (?)", ((os.urandom(3000),) for _ in range(8000)))
+    conn.execute("COMMIT")  # ~24 MB of pages in one commit: more than the 16 MB buffer
+    want = conn.execute("SELECT count(*), sum(length(data)), max(id) FROM big").fetchone()
+    conn.close()
+    time.sleep(1.5)
+    assert arch.stop() == 0
+    restore_at(backup, None, tmp_path / "r.db")
+    got = sqlite3.connect(tmp_path / "r.db").execute(
+        "SELECT count(*), sum(length(data)), max(id) FROM big").fetchone()
+    assert got == want
+
+
+def test_a_database_that_shrinks_and_grows_again_restores_at_every_step(tmp_path, tracker, procs):
+    db, _ = tracker
+    backup = tmp_path / "backup"
+    arch = procs.archiver(db, backup)
+    arch.wait_for("archive base")
+    conn = sqlite3.connect(db, isolation_level=None)
+    states = []
+
+    def mark():
+        time.sleep(0.3)
+        states.append((time.time(), conn.execute("PRAGMA page_count").fetchone()[0],
+                       conn.execute("SELECT count(*) FROM keys").fetchone()[0]))
+        time.sleep(0.3)
+
+    conn.execute("CREATE TABLE big (id INTEGER PRIMARY KEY, data BLOB)")
+    conn.executemany("INSERT INTO big(data) VALUES (?)", ((os.urandom(2000),) for _ in range(2000)))
+    mark()
+    conn.execute("DROP TABLE big")
+    conn.execute("VACUUM")  # in WAL mode: every page rewritten, the database truncated
+    mark()
+    conn.execute("INSERT INTO keys(key, valid_until) VALUES ('after-vacuum', 1)")
+    mark()
+    conn.close()
+    time.sleep(1)
+    assert arch.stop() == 0
+    assert states[1][1] < states[0][1] / 2, states
+    for n, (at, pages, keys) in enumerate(states):
+        restore_at(backup, at, tmp_path / f"s{n}.db")
+        r = sqlite3.connect(tmp_path / f"s{n}.db")
+        assert (r.execute("PRAGMA page_count").fetchone()[0],
+                r.execute("SELECT count(*) FROM keys").fetchone()[0]) == (pages, keys)
+        assert os.path.getsize(tmp_path / f"s{n}.db") == pages * 4096
+        assert r.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

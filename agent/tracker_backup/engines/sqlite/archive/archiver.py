@@ -72,6 +72,13 @@ def check_wal_mode(db: Path) -> None:
         raise UsageError(wal_advice(db))
 
 
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
+
+
 def _connect(db: Path, timeout: float, *, threads: bool = False) -> sqlite3.Connection:
     return sqlite3.connect(str(db), timeout=timeout, isolation_level=None,
                            check_same_thread=not threads)
@@ -94,7 +101,7 @@ class SqliteArchiver:
 
     def __init__(self, database: Path, backup_path: Path, *, source: str = "sqlite",
                  busy_timeout: float = 5.0, lock_wait: float = 0.02,
-                 wal_reset_pages: int = 4000, zstd_level: int = 3,
+                 wal_reset_pages: int = 16000, zstd_level: int = 3,
                  base_growth: float = 1.0, base_max_age: float = 86400.0):
         self.source = source
         self.db = Path(database)
@@ -148,7 +155,7 @@ class SqliteArchiver:
         if reason is None:
             self.generation = gen
             self.shipper = Shipper(gen, zstd_level=self.zstd_level)
-            meta = self.shipper.last_published_meta
+            meta = self.shipper.last_published_meta or gen.bases()[0].info["position"]
             self._salts, self._next_frame = (meta["salt1"], meta["salt2"]), meta["frame"] + 1
             self._published_cursor = (self._salts, self._next_frame)
             log.info("%s: continuing archive generation %s after entry %d", self.source, gen.id,
@@ -202,9 +209,15 @@ class SqliteArchiver:
         segs, problem = gen.segments()
         if problem:
             return f"the archive generation {gen.id} is damaged ({problem})"
-        if not segs:
-            return "the previous generation holds no entries yet"
-        meta = segs[-1].trailer.get("last_meta") or {}
+        if segs:
+            meta = segs[-1].trailer.get("last_meta") or {}
+        else:
+            bases = [b for b in gen.bases() if b.seq == 0]
+            if not bases:
+                return "the previous generation holds neither entries nor a base"
+            meta = bases[0].info.get("position") or {}
+            if meta.get("frame") == 0:
+                return "the previous generation's base was taken at an empty WAL"
         hdr = self._hdr
         try:
             salts, frame, cksum = (meta["salt1"], meta["salt2"]), meta["frame"], tuple(meta["cksum"])
@@ -283,6 +296,10 @@ class SqliteArchiver:
             conn.close()
             raise
         position = {"salt1": hdr.salt1, "salt2": hdr.salt2, "frame": hdr.mx_frame}
+        last = wal.read_frame_header(self._wal_fd, self.page_size, hdr.mx_frame) \
+            if hdr.mx_frame else None
+        if last is not None:
+            position["cksum"] = list(last.cksum)  # proves continuity after a restart
         gen, t = self.generation, time.time()
         self._base_error = None
         self._base_thread = threading.Thread(target=self._copy_base, name="archive-base",
@@ -325,13 +342,23 @@ class SqliteArchiver:
         if gen is None or (self._base_thread is not None and self._base_thread.is_alive()):
             return False
         bases = gen.bases()
-        if not bases:
-            return True
-        newest = bases[-1]
+        if bases:
+            seq, when, size = bases[-1].seq, bases[-1].time, bases[-1].info.get("bytes", 0)
+        else:
+            first = gen.start()[0]
+            if first == 1:
+                return True  # no base at all
+            # Retention removed the own bases: a kept snapshot is the anchor (PRUNED.json).
+            try:
+                when = (gen.path / "PRUNED.json").stat().st_mtime
+                size = os.stat(self.db).st_size
+            except OSError:
+                return True
+            seq = first - 1
         segs, _ = gen.segments()
-        after = sum(s.bytes for s in segs if s.first_seq > newest.seq)
-        return (after > self.base_growth * newest.info.get("bytes", 0) + (64 << 20)
-                or time.time() - newest.time > self.base_max_age)
+        after = sum(s.bytes for s in segs if s.first_seq > seq)
+        return (after > self.base_growth * size + (64 << 20)
+                or time.time() - when > self.base_max_age)
 
     # -- reading the WAL -------------------------------------------------------------------
     def observe(self) -> None:
@@ -461,6 +488,8 @@ class SqliteArchiver:
     def rewind(self) -> None:
         if self.shipper is not None:
             self.shipper.rewind()
+            # Re-read entries get their observed times again (monotone from the last published).
+            self._last_t = self.shipper.last_published_time or 0.0
         self._salts, self._next_frame = self._published_cursor
 
     # -- housekeeping ----------------------------------------------------------------------
@@ -540,6 +569,7 @@ class SqliteArchiver:
 
     def _allow_reset(self) -> bool:
         """Let the WAL restart: checkpoint, then under the writer lock ship the rest and move to slot 0."""
+        self._cycle_read()  # a fresh read mark: the checkpoint below then backfills nearly all
         with contextlib.suppress(sqlite3.Error):
             self._ckpt.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             self.checkpoints += 1
@@ -593,7 +623,9 @@ class SqliteArchiver:
             pending=sh.pending if sh else 0, lag_seconds=lag,
             stalled=("database is missing" if self._missing_since else None),
             extra={"wal_frames": self._hdr.mx_frame if self._hdr else 0,
-                   "max_lock_ms": round(self.max_lock_ms, 3), "wal_resets": self.resets,
+                   "max_lock_ms": round(self.max_lock_ms, 3),
+                   "lock_ms_p50": _pct(self.lock_ms, 0.5), "lock_ms_p99": _pct(self.lock_ms, 0.99),
+                   "locks": len(self.lock_ms), "wal_resets": self.resets,
                    "base": "copying" if self._base_thread and self._base_thread.is_alive()
                    else (self._base_error or "ok")})
 

@@ -14,13 +14,13 @@ import bisect
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
 from tracker_backup.archive.segment import SegmentError, SegmentInfo, iter_entries
 from tracker_backup.archive.store import Generation, SourceArchive
-from tracker_backup.artifacts import CHUNK, open_decompressed
+from tracker_backup.archive.times import format_time, parse_at  # noqa: F401 - re-exported
+from tracker_backup.artifacts import CHUNK, hash_file, open_decompressed
 from tracker_backup.errors import RunFailed
 
 
@@ -62,12 +62,22 @@ class GenerationRange:
         return min((b.time for b in self.bases), default=None)
 
 
+def _open_checked(path: Path, compression: str, sha256: str | None) -> BinaryIO:
+    """The base's plain bytes, after its stored bytes matched the sha256 of its description."""
+    if sha256 is not None:
+        _size, digest = hash_file(path)
+        if digest != sha256:
+            raise RunFailed(f"archive base {path} is damaged: sha256 {digest} where its "
+                            f"description says {sha256}")
+    return open_decompressed(path, compression)
+
+
 def _own_bases(gen: Generation) -> list[BaseRef]:
     refs = []
     for b in gen.bases():
-        path, comp = b.path, b.info.get("compression", "zstd")
+        path, comp, sha = b.path, b.info.get("compression", "zstd"), b.info.get("sha256")
         refs.append(BaseRef(gen.id, b.seq, b.time, f"archive base {gen.id}/{b.path.name}",
-                            lambda p=path, c=comp: open_decompressed(p, c)))
+                            lambda p=path, c=comp, h=sha: _open_checked(p, c, h)))
     return refs
 
 
@@ -174,11 +184,13 @@ def build(p: Plan, dest: Path, *, page_size: int | None = None,
             raw = int.from_bytes(header[16:18], "big")
             page_size = 65536 if raw == 1 else raw
         applied = 0
+        pages = _PageCache(fd, page_size, size)
         for entry in p.generation.iter_entries(p.base.seq, p.target_seq, p.segments):
-            _apply(fd, entry.meta, entry.data, page_size)
+            pages.apply(entry.meta, entry.data)
             applied += 1
             if progress and applied % 1000 == 0:
                 progress(applied)
+        pages.flush()
         os.fsync(fd)
         size = os.fstat(fd).st_size
     except SegmentError as exc:
@@ -195,13 +207,45 @@ def build(p: Plan, dest: Path, *, page_size: int | None = None,
             "bytes": size}
 
 
-def _apply(fd: int, meta: dict, data: bytes, page_size: int) -> None:
-    view = memoryview(data)
-    for i, pgno in enumerate(meta["pages"]):
-        os.pwrite(fd, view[i * page_size:(i + 1) * page_size], (pgno - 1) * page_size)
-    end = meta["db_pages"] * page_size
-    if os.fstat(fd).st_size > end:
-        os.ftruncate(fd, end)
+class _PageCache:
+    """Replays entries with the newest version of each page kept in memory (bounded).
+
+    A hot page (the tracker's metrics row) is rewritten by nearly every commit:
+    keeping the last version and writing it once is what makes replay fast.
+    Truncations are applied in order: pages past the new end are dropped from
+    the cache and the file is cut, so a page freed and never rewritten stays gone.
+    """
+
+    LIMIT = 64 << 20  # bytes of pages held before they are written out
+
+    def __init__(self, fd: int, page_size: int, size: int):
+        self.fd, self.page_size, self.size = fd, page_size, size
+        self.pages: dict[int, bytes] = {}
+        self.high = 0  # highest page number held in the cache
+
+    def apply(self, meta: dict, data: bytes) -> None:
+        ps = self.page_size
+        for i, pgno in enumerate(meta["pages"]):
+            self.pages[pgno] = data[i * ps:(i + 1) * ps]
+            self.high = max(self.high, pgno)
+        end_pages = meta["db_pages"]
+        if max(self.high, self.size // ps) > end_pages:
+            for pgno in [p for p in self.pages if p > end_pages]:
+                del self.pages[pgno]
+            self.high = min(self.high, end_pages)
+            if self.size > end_pages * ps:
+                os.ftruncate(self.fd, end_pages * ps)
+                self.size = end_pages * ps
+        if len(self.pages) * ps > self.LIMIT:
+            self.flush()
+
+    def flush(self) -> None:
+        ps = self.page_size
+        for pgno in sorted(self.pages):
+            os.pwrite(self.fd, self.pages[pgno], (pgno - 1) * ps)
+            self.size = max(self.size, pgno * ps)
+        self.pages.clear()
+        self.high = 0
 
 
 def changed_pages(generation: Generation, base_seq: int, end_seq: int,
@@ -232,24 +276,14 @@ def changed_pages(generation: Generation, base_seq: int, end_seq: int,
     return db_pages, pages()
 
 
-def parse_at(text: str) -> float | None:
-    """`latest` → None; ISO-8601 UTC (`2026-12-01T07:00:05Z`, fractions allowed) → POSIX s."""
-    if text == "latest":
+def drill_point(backup_path: Path, rng, *, source: str = "sqlite",
+                extra_bases: list[BaseRef] | None = None) -> float | None:
+    """A random second inside the newest restorable generation (None: nothing to drill)."""
+    rs = [r for r in ranges(backup_path, source, extra_bases) if r.bases and r.segments]
+    if not rs:
         return None
-    value = text.strip()
-    if value.endswith("Z"):
-        value = value[:-1] + "+00:00"
-    try:
-        ts = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"--at {text!r}: expected 'latest' or an ISO-8601 UTC time such as "
-                         "2026-12-01T07:00:05Z") from None
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=UTC)
-    return ts.timestamp()
-
-
-def format_time(t: float | None) -> str:
-    if t is None:
-        return "latest"
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    r = rs[-1]
+    lo, hi = r.oldest_time, r.newest_time
+    if lo is None or hi is None or hi <= lo:
+        return None
+    return rng.uniform(lo, hi)

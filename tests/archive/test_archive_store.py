@@ -120,3 +120,25 @@ def test_base_is_published_with_its_description(tmp_path):
     assert base.path.name == "base-000000000000.sqlite.zst"
     assert gen.bases()[0].info["raw_bytes"] == 4016
     assert not [p for p in gen.path.iterdir() if p.name.startswith(".")]
+
+
+def test_reading_survives_a_compaction_that_replaces_the_segments_under_it(tmp_path):
+    _, gen = _gen(tmp_path)
+    _ship(gen, 6, 10)
+    segs, _ = gen.segments()
+    it = gen.iter_entries(0)
+    got = [next(it).seq for _ in range(15)]  # inside the second segment
+    merge_segments(gen, segs[2:6], level=1)  # the third..sixth are replaced by one file
+    got += [e.seq for e in it]
+    assert got == list(range(1, 61))
+
+
+def test_a_damaged_entry_before_the_target_fails_the_read_even_if_the_target_is_mid_segment(tmp_path):
+    _, gen = _gen(tmp_path)
+    _ship(gen, 1, 50)
+    seg = gen.segment_files()[0]
+    data = bytearray(seg.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    seg.write_bytes(bytes(data))
+    with pytest.raises(SegmentError):
+        list(gen.iter_entries(0, 5))

@@ -1,0 +1,116 @@
+"""Which parts of the continuous archive retention may delete (docs/format.md, "Archive retention").
+
+Pure planning plus a small apply step. The rule: nothing a kept base still
+needs is ever deleted.
+
+- The bases of a generation: its own `base-*` files and the kept good
+  snapshots tied to it (`kept_bases`: generation id -> entry seqs).
+- Its anchor: the oldest kept snapshot base, else its newest own base. Own
+  bases older than the anchor, and segments ending at or before it, go.
+- An older generation (not the newest) with no kept snapshot base goes when it
+  ended before the oldest kept good snapshot began, or, when no snapshot is
+  kept, when it ended more than `keep_days` ago (keep_days > 0).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from tracker_backup.archive.store import Generation, SourceArchive
+from tracker_backup.artifacts import fsync_dir
+
+DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class ArchiveDeletion:
+    """One thing retention removes from the archive, and why."""
+
+    path: Path
+    kind: str  # segment | base | generation
+    reason: str
+    bytes: int
+
+    def line(self) -> str:
+        return f"archive {self.kind} {self.path.parent.name}/{self.path.name}: {self.reason}"
+
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def plan_prune(archive: SourceArchive, kept_bases: dict[str, list[int]],
+               oldest_kept_snapshot: float | None, keep_days: int, now: float) -> list[ArchiveDeletion]:
+    """What to delete (nothing when in doubt: a damaged generation is left alone)."""
+    gens = archive.generations()
+    out: list[ArchiveDeletion] = []
+    for i, gen in enumerate(gens):
+        newest = i == len(gens) - 1
+        segs, problem = gen.segments()
+        own = gen.bases()
+        kept = sorted(kept_bases.get(gen.id, []))
+        if not newest and not kept:
+            ended = segs[-1].last_time if segs else max((b.time for b in own), default=None)
+            if ended is not None and (
+                    (oldest_kept_snapshot is not None and ended < oldest_kept_snapshot)
+                    or (oldest_kept_snapshot is None and keep_days > 0
+                        and ended < now - keep_days * DAY)):
+                out.append(ArchiveDeletion(gen.path, "generation",
+                                           "older generation no kept snapshot needs", _size(gen.path)))
+                continue
+        if problem:
+            continue  # damaged: keep everything for the operator
+        anchor = kept[0] if kept else (own[-1].seq if own else None)
+        if anchor is None:
+            continue
+        for b in own:
+            if b.seq < anchor:
+                out.append(ArchiveDeletion(b.path, "base", f"older than the anchor (entry {anchor})",
+                                           _size(b.path)))
+        for s in segs:
+            if s.last_seq <= anchor:
+                out.append(ArchiveDeletion(s.path, "segment",
+                                           f"entries {s.first_seq}..{s.last_seq} precede the anchor "
+                                           f"(entry {anchor})", _size(s.path)))
+    return out
+
+
+def apply_prune(deletions: list[ArchiveDeletion]) -> int:
+    """Delete what plan_prune chose; returns bytes freed. Generations are hidden first."""
+    freed = 0
+    # A generation's kept entries start after its last deleted segment: say so first.
+    starts: dict[Path, tuple[int, str]] = {}
+    for d in deletions:
+        if d.kind == "segment":
+            gen = Generation(d.path.parent)
+            segs, _ = gen.segments()
+            gone = {x.path for x in deletions}
+            rest = [x for x in segs if x.path not in gone]
+            if rest:
+                starts[gen.path] = (rest[0].first_seq, rest[0].trailer["chain_before"])
+    for path, (first, chain) in starts.items():
+        Generation(path).mark_pruned(first, chain)
+    for d in deletions:
+        if d.kind == "generation":
+            hidden = d.path.with_name(f".tmp-deleting-{d.path.name}")
+            os.rename(d.path, hidden)
+            fsync_dir(d.path.parent)
+            shutil.rmtree(hidden, ignore_errors=True)
+        elif d.kind == "base":
+            gen = Generation(d.path.parent)
+            for b in gen.bases():
+                if b.path == d.path:
+                    gen.delete_base(b)
+        else:
+            d.path.unlink(missing_ok=True)
+            fsync_dir(d.path.parent)
+        freed += d.bytes
+    return freed

@@ -1,0 +1,63 @@
+"""Archive retention: only what no kept base needs is deleted."""
+
+from __future__ import annotations
+
+from tracker_backup.archive.retention import apply_prune, plan_prune
+from tracker_backup.archive.store import Shipper, SourceArchive
+
+
+def _gen_with(tmp_path, arch, n_segments=4, per=10, t0=1000.0, base_seqs=(0,)):
+    gen = arch.new_generation(engine="sqlite", reason="test", identity={}, origin="x")
+    src = tmp_path / "b.db"
+    src.write_bytes(b"x" * 100)
+    sh = Shipper(gen)
+    t = t0
+    for seq in base_seqs:
+        gen.publish_base(src, kind="sqlite", seq=seq, time=t0 + seq, position={})
+    for _ in range(n_segments):
+        for _ in range(per):
+            sh.append(t, {}, b"d")
+            t += 1
+        sh.publish()
+    return gen
+
+
+def test_segments_before_the_oldest_kept_snapshot_base_go_and_the_rest_stays(tmp_path):
+    arch = SourceArchive(tmp_path, "sqlite")
+    gen = _gen_with(tmp_path, arch)
+    plan = plan_prune(arch, {gen.id: [25, 35]}, oldest_kept_snapshot=1025, keep_days=7, now=2000)
+    kinds = sorted((d.kind, d.path.name) for d in plan)
+    assert kinds == [("base", "base-000000000000.sqlite.zst"),
+                     ("segment", "000000000001-000000000010.seg"),
+                     ("segment", "000000000011-000000000020.seg")]
+    apply_prune(plan)
+    segs, problem = gen.segments()
+    assert problem is None and segs[0].first_seq == 21  # starts after entry 20, on purpose
+    assert [e.seq for e in gen.iter_entries(20)] == list(range(21, 41))
+    assert Shipper(gen).last_seq == 40
+    assert sorted(p.name for p in gen.path.iterdir() if p.suffix == ".seg") == [
+        "000000000021-000000000030.seg", "000000000031-000000000040.seg"]
+
+
+def test_without_kept_snapshots_the_newest_own_base_is_the_anchor(tmp_path):
+    arch = SourceArchive(tmp_path, "sqlite")
+    gen = _gen_with(tmp_path, arch, base_seqs=(0, 20))
+    plan = plan_prune(arch, {}, oldest_kept_snapshot=None, keep_days=7, now=2000)
+    assert {d.path.name for d in plan} == {"base-000000000000.sqlite.zst",
+                                          "000000000001-000000000010.seg",
+                                          "000000000011-000000000020.seg"}
+    assert gen.id  # the generation itself stays
+
+
+def test_older_generation_goes_only_when_no_kept_snapshot_needs_it(tmp_path):
+    arch = SourceArchive(tmp_path, "sqlite")
+    old = _gen_with(tmp_path, arch, t0=1000)
+    import time
+    time.sleep(1.1)  # generation ids are per second
+    new = _gen_with(tmp_path, arch, t0=5000)
+    assert [d.kind for d in plan_prune(arch, {old.id: [10]}, 1010, 7, 6000)
+            if d.path == old.path] == []
+    plan = plan_prune(arch, {}, oldest_kept_snapshot=4000, keep_days=7, now=6000)
+    assert [d.path for d in plan if d.kind == "generation"] == [old.path]
+    apply_prune(plan)
+    assert [g.id for g in arch.generations()] == [new.id]
