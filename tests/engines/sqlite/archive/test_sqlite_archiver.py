@@ -320,3 +320,43 @@ def test_a_database_that_shrinks_and_grows_again_restores_at_every_step(tmp_path
                 r.execute("SELECT count(*) FROM keys").fetchone()[0]) == (pages, keys)
         assert os.path.getsize(tmp_path / f"s{n}.db") == pages * 4096
         assert r.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace is in scripts/test-packages.txt")
+@pytest.mark.parametrize("syscalls", ["fsync", "rename,renameat,renameat2"],
+                         ids=["before-the-fsync", "before-the-rename"])
+def test_sigkill_exactly_mid_publish_then_restart_leaves_no_gap_and_no_duplicate(
+        tmp_path, tracker, procs, syscalls):
+    db, metric0 = tracker
+    backup = tmp_path / "backup"
+    arch = procs.archiver(db, backup)
+    arch.wait_for("archive base")
+    w = procs.writer(db, rate=200)
+    time.sleep(0.5)
+    # The kernel kills the archiver as it enters the 4th such syscall from now: a segment
+    # written but not yet fsynced, or fsynced but not yet renamed to its name.
+    trap = subprocess.Popen(["strace", "-f", "-qq", "-o", "/dev/null", "-p", str(arch.proc.pid),
+                             "-e", f"trace={syscalls}",
+                             "-e", f"inject={syscalls}:signal=SIGKILL:when=4"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        arch.proc.wait(timeout=60)
+    finally:
+        trap.terminate()
+        trap.wait(timeout=30)
+    assert arch.proc.returncode == -9
+    arch.fh.close()
+    again = procs.archiver(db, backup)
+    again.wait_for("archiving sqlite")
+    time.sleep(1.5)
+    w.stop()
+    time.sleep(1)
+    assert again.stop() == 0
+    for gen in SourceArchive(backup, "sqlite").generations():
+        segs, problem = gen.segments()
+        assert problem is None, problem
+        seqs = [e.seq for e in gen.iter_entries(0)]
+        assert seqs == list(range(1, len(seqs) + 1)), f"{gen.id}: gap or duplicate"
+        assert not [p for p in gen.path.iterdir() if p.name.startswith(".tmp-")]
+    restore_at(backup, None, tmp_path / "r.db")
+    assert applied_prefix(tmp_path / "r.db", w.commits(), metric0) == len(w.commits())

@@ -132,6 +132,7 @@ class SqliteArchiver:
         self._hdr: wal.IndexHeader | None = None
         self._last_t = 0.0
         self._base_thread: threading.Thread | None = None
+        self._closing = threading.Event()
         self._base_error: str | None = None
         self._missing_since: float | None = None
         self._next_status = 0.0
@@ -313,7 +314,11 @@ class SqliteArchiver:
             dest = sqlite3.connect(str(tmp), isolation_level=None)
             try:
                 dest.execute("PRAGMA journal_mode = OFF")
-                conn.backup(dest, pages=1024)
+
+                def on_step(status: int, remaining: int, total: int) -> None:
+                    if self._closing.is_set():
+                        raise RuntimeError("cancelled: the archiver is stopping")
+                conn.backup(dest, pages=1024, progress=on_step)
                 pages = dest.execute("PRAGMA page_count").fetchone()[0]
                 check = dest.execute("PRAGMA quick_check").fetchone()[0]
             finally:
@@ -645,6 +650,7 @@ class SqliteArchiver:
                 with contextlib.suppress(OSError):
                     self._write_status()
         finally:
+            self._closing.set()  # a base copy in progress stops at its next step
             if self._base_thread is not None:
                 self._base_thread.join(timeout=60)
             self._detach()
