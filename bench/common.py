@@ -289,7 +289,7 @@ def run_agent(config: Path, *args: str, poll: float = 0.05, timeout: float = 360
 
 def latest_snapshot(backups: Path) -> tuple[Path, dict] | None:
     """(dir, manifest) of the newest published snapshot, or None."""
-    snaps = sorted(p for p in backups.iterdir() if p.is_dir() and not p.name.startswith("."))
+    snaps = sorted(p for p in backups.iterdir() if p.is_dir() and p.name[:1].isdigit())
     if not snaps:
         return None
     return snaps[-1], json.loads((snaps[-1] / "MANIFEST.json").read_text())

@@ -45,6 +45,7 @@ class BackupConfig:
     path: Path = Path("/var/backups/tracker-backup")
     compression: str = "zstd"  # zstd | none
     compression_level: int = 3
+    layout: str = "full"  # SQLite snapshots: full (a .db.zst each) | pages (page store)
     verify: str = "full"  # full = integrity_check, quick = quick_check
     rate_limit: float = 0.0  # MB/s (10**6 bytes) read from sources; 0 = unlimited
     require_mountpoint: bool = False
@@ -397,6 +398,7 @@ def _backup(s: Section) -> BackupConfig:
         path=s.path("path", d.path),
         compression=s.choice("compression", d.compression, ("zstd", "none")),
         compression_level=s.integer("compression_level", d.compression_level, 1, 19),
+        layout=s.choice("layout", d.layout, ("full", "pages")),
         verify=s.choice("verify", d.verify, ("full", "quick")),
         rate_limit=s.number("rate_limit", d.rate_limit, 0.0, 100_000.0),
         require_mountpoint=s.boolean("require_mountpoint", d.require_mountpoint),

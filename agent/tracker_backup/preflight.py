@@ -1,5 +1,5 @@
 """What `check-config` finds by looking, beyond the syntax: the findings type and the
-backup path's checks (writable, free space for the next run).
+backup path's check (present and writable; its free space is space.py's).
 
 Engines add their own findings (the SQLite database's header, journal mode and tables;
 MySQL's privileges); check-config prints them all and fails on any problem.
@@ -12,8 +12,6 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from tracker_backup.humanize import human_bytes
 
 
 @dataclass
@@ -43,9 +41,8 @@ def probe_writable(path: Path) -> str | None:
     return None
 
 
-def check_backup_path(path: Path, *, require_mountpoint: bool, needed_bytes: int | None,
-                      needed_why: str) -> Findings:
-    """The backup path: present (or creatable), writable, enough free space for one run."""
+def check_backup_path(path: Path, *, require_mountpoint: bool) -> Findings:
+    """The backup path: present (or creatable), a directory, writable (probed)."""
     f = Findings()
     where = f"[backup] path = {path}"
     probe_dir = path
@@ -68,14 +65,4 @@ def check_backup_path(path: Path, *, require_mountpoint: bool, needed_bytes: int
         f.problems.append(f"{where}: not writable ({why_not})")
         return f
     f.notes.append(f"{where}: writable" + ("" if probe_dir == path else f" (parent {probe_dir})"))
-    st = os.statvfs(probe_dir)
-    free = st.f_bavail * st.f_frsize
-    if needed_bytes is None:
-        f.notes.append(f"[backup] free space {human_bytes(free)}")
-    elif free < needed_bytes:
-        f.problems.append(f"[backup] free space {human_bytes(free)} in {probe_dir}, but the next "
-                          f"run needs about {human_bytes(needed_bytes)} ({needed_why})")
-    else:
-        f.notes.append(f"[backup] free space {human_bytes(free)}; the next run needs about "
-                       f"{human_bytes(needed_bytes)} ({needed_why})")
     return f

@@ -97,15 +97,17 @@ def test_compression_compares_python_zstd_with_the_cli_tools_on_the_same_bytes(t
     assert abs(agent["ratio"] - cli["ratio"]) / cli["ratio"] < 0.05  # same format, same level
 
 
-def test_storage_growth_grows_linearly_in_the_plain_layout(tmp_path):
-    _, data = run_bench(tmp_path, "storage_growth.py", "--size", "2M", "--days", "3")
-    by = {s["compression"]: s for s in data["summaries"]}
-    assert set(by) == {"zstd", "none"}
-    for s in by.values():
-        assert 2.7 < s["x_one"] < 3.3, s  # whole copies: three days cost three snapshots
-    assert 1.0 < by["none"]["dedup_4k_x_one"] < by["none"]["x_one"]
-    changed = [r["rows_changed"] for r in data["rows"] if r["day"] > 1]
-    assert all(c > 0 for c in changed)
+def test_storage_growth_pages_keep_only_the_changes_while_full_copies_grow_linearly(tmp_path):
+    _, data = run_bench(tmp_path, "storage_growth.py", "--size", "4M", "--days", "3", "--no-restic")
+    s = data["summaries"][0]
+    full = [r["full_total_mb"] for r in data["rows"]]
+    assert 2.7 < full[-1] / full[0] < 3.3, full  # whole copies: three days cost three snapshots
+    assert 0.2 < s["pages_x_full"] < 0.8, s
+    later = [r for r in data["rows"] if r["day"] > 1]
+    assert all(0 < r["changed_pct"] < 100 for r in later)
+    assert all(0.9 < r["x_floor"] < 1.5 for r in later), later  # near the zstd floor
+    assert s["restore_newest_x_full"] > 0 and s["restore_oldest_x_full"] > 0
+    assert 0 < s["quiet_changed_pct"] < 15 and s["quiet_x_full"] > 0
 
 
 def test_verify_cost_times_both_checks_cold_and_warm_against_a_plain_read(tmp_path):
@@ -169,3 +171,17 @@ def test_metrics_refresh_measures_each_store_size_against_the_listing(tmp_path):
     for row in data["rows"]:
         assert row["listing_ms"] > 0 and row["refresh_ms"] > 0 and row["textfile_bytes"] > 1000
         assert row["x_listing"] == round(row["refresh_ms"] / row["listing_ms"], 2)
+
+
+def test_mysql_pitr_measures_rpo_exactness_writer_cost_and_restore_time_on_docker(tmp_path):
+    from support.docker_engine import DockerEngine
+    reason = DockerEngine.missing()
+    if reason:
+        import pytest
+        pytest.skip(f"no Docker engine can start here: {reason}")
+    _, data = run_bench(tmp_path, "mysql_pitr.py", "--rows", "5000", "--rate", "100",
+                        "--hour", "8", "--window", "2", "--rpo-seconds", "2", timeout=900)
+    rows = {r["phase"].split(" (")[0].split(",")[0]: r for r in data["rows"]}
+    assert all(r["ok"] for r in data["rows"]), data["rows"]
+    assert rows["restore --at T"]["x_anchor"] > 0 and data["p99_ratio"] > 0
+    assert "RPO: data dir deleted" in data["rows"][-1]["phase"]

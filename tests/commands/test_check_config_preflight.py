@@ -73,7 +73,7 @@ def test_a_wal_database_is_reported_as_such_and_opened_read_only(tmp_path):
 @pytest.fixture
 def volume(tmp_path):
     path = tmp_path / "volume"
-    mount_tmpfs(path, "64m")
+    mount_tmpfs(path, "256m")  # more than a run's estimate (twice the database + 64 MiB)
     yield path
     unmount(path)
 
@@ -92,15 +92,16 @@ def test_a_read_only_backup_path_is_a_problem_and_nothing_is_left_in_it(tmp_path
     assert list(volume.iterdir()) == []  # the probe file was removed
 
 
-def test_free_space_below_what_the_next_run_needs_is_a_problem(tmp_path, volume):
+def test_free_space_below_what_the_next_run_needs_is_said(tmp_path, volume):
     db = tmp_path / "tracker.db"
     create_tracker_db(db, rows=20000, pad=200)
     cli = conf(tmp_path, db, backups=volume)
     cli("run", check=True)
     leave_free(volume, 64 * 1024)
     proc = cli("check-config")
-    assert proc.returncode == EXIT_USAGE
-    assert "PROBLEM: [backup] free space" in proc.stdout and "the next run needs" in proc.stdout
+    # The need is an estimate with headroom (space.py): a warning, not a failed check.
+    assert "free space: a run needs about" in proc.stdout
+    assert f"WARNING: [backup] path = {volume}: not enough free space" in proc.stdout
 
 
 def test_durations_are_printed_as_written_not_as_floats(tmp_path):

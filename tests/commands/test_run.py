@@ -16,7 +16,7 @@ from tracker_backup.errors import EXIT_LOCKED, EXIT_OK, EXIT_RUN_FAILED
 
 
 def published(backups: Path) -> list[Path]:
-    return sorted(p for p in backups.iterdir() if not p.name.startswith("."))
+    return sorted(p for p in backups.iterdir() if p.name[:1].isdigit())
 
 
 def test_run_publishes_a_complete_snapshot_with_manifest(cli, tmp_path, storage):
@@ -63,7 +63,8 @@ def test_list_shows_snapshots_newest_first_as_text_and_json(cli):
     assert rows[0]["sources"] == ["files", "sqlite"] and rows[0]["verification"] == "ok"
     assert rows[0]["bytes"] > 0
     lines = cli("list", check=True).stdout.splitlines()
-    assert [line.split()[0] for line in lines[1:]] == ids[::-1]
+    assert [line.split()[0] for line in lines[1:-1]] == ids[::-1]
+    assert lines[-1].startswith("total: ")  # the backup path's bytes, snapshots and stores
 
 
 def test_verify_finds_and_names_a_flipped_bit(cli, tmp_path):

@@ -117,7 +117,7 @@ include = tracker/etc/** caddy/etc/**
     def snapshots(self) -> list[str]:
         if not self.backups.exists():
             return []
-        return sorted(p.name for p in self.backups.iterdir() if not p.name.startswith("."))
+        return sorted(p.name for p in self.backups.iterdir() if p.name[:1].isdigit())
 
 
 @pytest.fixture(scope="module")

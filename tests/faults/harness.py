@@ -228,14 +228,15 @@ def db_state(db: Path) -> dict:
 
 
 def start_slow_second_run(tmp: Path) -> tuple[Host, dict, dict, subprocess.Popen]:
-    """One good snapshot, then a second run slowed to 3 MB/s over a 6 MB storage file.
+    """One good snapshot, then a second run slowed to 1 MB/s over a 6 MB storage file (~6 s:
+    room for a few CLI calls on a loaded CI host while it holds the lock).
 
     Returns (host, fingerprints of the store, state of the live DB, the running agent).
     """
     host = make_host(tmp, big_file=6_000_000)
     host.cli("run", check=True)
     before, db_before = fingerprints(host), db_state(host.db)
-    host.write_config(backup=f"path = {host.backups}\nrate_limit = 3")
+    host.write_config(backup=f"path = {host.backups}\nrate_limit = 1")
     return host, before, db_before, host.start()
 
 def assert_live_db_intact(host: Host, before: dict | None = None) -> None:

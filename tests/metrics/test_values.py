@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 
@@ -37,7 +38,7 @@ def status(cli: Cli) -> dict:
     return json.loads(cli("status", "--json", check=True).stdout)
 
 
-def test_metrics_after_a_success_pass_promtool_and_match_status(mcli, promtool):
+def test_metrics_after_a_success_pass_promtool_and_match_status(mcli, promtool, tmp_path):
     mcli("run", check=True)
     snap_id = mcli("run", check=True).stdout.strip()
     text, m = scrape(mcli)
@@ -52,7 +53,12 @@ def test_metrics_after_a_success_pass_promtool_and_match_status(mcli, promtool):
     assert m.value(P + "snapshots", state="good") == st["good_snapshots"] == 2
     assert m.value(P + "snapshots", state="damaged") == st["snapshots"] - st["good_snapshots"]
     assert m.value(P + "stored_bytes") == st["total_bytes"]
-    assert abs(m.value(P + "backup_path_free_bytes") - st["free_bytes"]) < FREE_SPACE_SLACK
+    fs = os.statvfs(tmp_path / "backups")
+    assert m.value(P + "backup_path_size_bytes") == fs.f_blocks * fs.f_frsize
+    # Free space: the same file system's figure, read a moment apart while other processes
+    # on this shared machine write and delete (benchmarks create GB-sized files).
+    slack = max(FREE_SPACE_SLACK, 0.02 * fs.f_blocks * fs.f_frsize)
+    assert abs(m.value(P + "backup_path_free_bytes") - st["free_bytes"]) < slack
     per_source = m.by_label(P + "snapshot_bytes", "source")
     assert set(per_source) == {"sqlite", "files"} == set(rows[0]["sources"])
     assert sum(per_source.values()) == rows[0]["bytes"] and rows[0]["id"] == snap_id

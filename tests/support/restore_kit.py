@@ -18,7 +18,7 @@ import zstandard
 
 def latest_snapshot(backups: Path) -> Path:
     """The newest published snapshot directory."""
-    return sorted(p for p in backups.iterdir() if not p.name.startswith("."))[-1]
+    return sorted(p for p in backups.iterdir() if p.name[:1].isdigit())[-1]
 
 
 def forge_artifact(snap: Path, art_path: str, raw: bytes, *, members: int | None = None) -> None:

@@ -12,6 +12,7 @@ from tracker_backup.commands import (
     archive,
     check_config,
     drill,
+    export,
     init,
     list,  # noqa: A004 - the verb's name
     metrics,
@@ -26,7 +27,7 @@ from tracker_backup.commands import (
 
 # In the order `tracker-backup --help` lists them.
 CORE = (init, run, list, verify, prune, status, metrics, check_config, window_recover, restore,
-        drill, schedule, archive)
+        drill, export, schedule, archive)
 
 
 def register_all(subparsers) -> None:

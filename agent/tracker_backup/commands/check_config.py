@@ -1,8 +1,9 @@
 """`tracker-backup check-config`: print the effective configuration, then look at what it names.
 
 Each configured engine looks at its source (SQLite: the file read-only; MySQL: the account
-and its privileges), and the backup path is probed (writable, free space against what the
-next run needs). Problems fail the command (exit 2); warnings and notes are printed.
+and its privileges), the backup path is probed (a file created and removed in it), and
+its free space is compared with what the next run needs (space.py). Problems fail the
+command (exit 2); warnings and notes are printed.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from tracker_backup import engines
 from tracker_backup.config import Config, render_config
 from tracker_backup.errors import EXIT_OK, ConfigError
 from tracker_backup.preflight import Findings, check_backup_path
-from tracker_backup.store import Store
+from tracker_backup.space import space_report
 
 
 def register(subparsers) -> None:
@@ -28,28 +29,19 @@ def _handler(args: argparse.Namespace, config: Config, out) -> int:
     return check_config(config, out)
 
 
-def next_run_bytes(config: Config) -> tuple[int | None, str]:
-    """About how much the next run stores, and how that was estimated."""
-    good = [s for s in Store(config.backup.path).snapshots() if s.good]  # newest first
-    if good:
-        return good[0].size, f"the size of the last snapshot, {good[0].id}"
-    sizes = {e.kind: e.estimated_bytes(config) for e in engines.configured(config)}
-    known = {k: v for k, v in sizes.items() if v is not None}
-    if not known:
-        return None, ""
-    return sum(known.values()), "no snapshot yet: the uncompressed size of " + ", ".join(
-        f"[{k}]" for k in known)
-
-
 def findings(config: Config) -> Findings:
     """Everything check-config looks at, beyond the syntax."""
     found = Findings()
     for engine in engines.configured(config):
         found.extend(engine.preflight(config), prefix=f"[{engine.kind}] ")
-    needed, why = next_run_bytes(config)
     found.extend(check_backup_path(config.backup.path,
-                                   require_mountpoint=config.backup.require_mountpoint,
-                                   needed_bytes=needed, needed_why=why))
+                                   require_mountpoint=config.backup.require_mountpoint))
+    space = space_report(config)
+    found.notes.append(space.line())
+    if space.short:
+        # The need is an estimate with headroom (space.py): said loudly, not a hard failure.
+        found.warnings.append(f"[backup] path = {config.backup.path}: not enough free space "
+                              "for the next run (see the free space line above)")
     return found
 
 
@@ -62,7 +54,7 @@ def check_config(config: Config, out, *, show_config: bool = True, name: str | N
         out.write(render_config(config))
     found = findings(config)
     for note in found.notes:
-        print(f"ok: {note}", file=out)
+        print(f"; {note}", file=out)
     for warning in found.warnings:
         print(f"WARNING: {warning}", file=out)
     for problem in found.problems:

@@ -16,6 +16,20 @@ def register(subparsers) -> None:
     view_command(subparsers, "list", help="published snapshots, newest first", view=list_snapshots)
 
 
+def new_bytes(snap: Snapshot) -> int:
+    """Bytes this snapshot added to the backup path when it was made: its artifacts, plus
+    the page-store objects it wrote (a page snapshot's `new_bytes`; its index included)."""
+    m = snap.manifest or {}
+    total = 0
+    for name, src in (m.get("sources") or {}).items():
+        if isinstance(src, dict) and isinstance(src.get("new_bytes"), int):
+            total += src["new_bytes"]
+        else:
+            total += sum(a.get("bytes", 0) for a in m.get("artifacts", [])
+                         if a.get("source") == name)
+    return total
+
+
 def snapshot_row(snap: Snapshot) -> dict:
     """One snapshot as a JSON-ready dict (what `list --json` prints)."""
     m = snap.manifest or {}
@@ -29,6 +43,7 @@ def snapshot_row(snap: Snapshot) -> dict:
         "time": m.get("started"),
         "sequence": snap.sequence,
         "bytes": snap.size,
+        "new_bytes": new_bytes(snap),
         "sources": sorted((m.get("sources") or {}).keys()),
         "verification": verification,
         "last_check": check or None,
@@ -53,14 +68,32 @@ def list_snapshots(config: Config, *, as_json: bool, out) -> int:
         for line in archive:
             print(f"continuous archive: {line}", file=out)
         return 0
-    print(f"{'ID':20} {'TIME (UTC)':20} {'SIZE':>10}  {'SOURCES':20} VERIFICATION", file=out)
+    print(f"{'ID':20} {'TIME (UTC)':20} {'SIZE':>10} {'NEW':>10}  {'SOURCES':20} VERIFICATION",
+          file=out)
     for r in rows:
         when = (r["time"] or "?")[:19].replace("T", " ")
         drill = r["last_restore_drill"] or {}
         drilled = (f"; drill {drill.get('result')} {drill.get('at', '')[:19].replace('T', ' ')}"
                    if drill else "")
-        print(f"{r['id']:20} {when:20} {human_bytes(r['bytes']):>10}  "
+        print(f"{r['id']:20} {when:20} {human_bytes(r['bytes']):>10} "
+              f"{human_bytes(r['new_bytes']):>10}  "
               f"{','.join(r['sources']):20} {r['problem'] or r['verification']}{drilled}", file=out)
     for line in archive:
         print(f"continuous archive: {line}", file=out)
+    sizes = store_sizes(config)
+    print(f"total: {human_bytes(sizes['total_bytes'])} on disk ({len(rows)} snapshots "
+          f"{human_bytes(sizes['snapshot_bytes'])}"
+          + "".join(f", {k} {human_bytes(v)}" for k, v in sizes["beside"].items() if v)
+          + "); SIZE = the snapshot's own files, NEW = what it added when it was made", file=out)
     return 0
+
+
+def store_sizes(config: Config) -> dict:
+    """Bytes of the backup path: snapshot files, engines' stores beside them, the total."""
+    from tracker_backup import engines
+
+    store = Store(config.backup.path)
+    snapshot_bytes = sum(s.size for s in store.snapshots())
+    beside = {f"{e.kind} store": e.stored_bytes(store.path) for e in engines.ENGINES}
+    return {"snapshot_bytes": snapshot_bytes, "beside": beside,
+            "total_bytes": snapshot_bytes + sum(beside.values())}

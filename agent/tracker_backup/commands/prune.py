@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 
 from tracker_backup import engines, logs
 from tracker_backup.config import Config
 from tracker_backup.errors import EXIT_OK
+from tracker_backup.humanize import human_bytes
 from tracker_backup.retention import Candidate, Decision, plan
 from tracker_backup.store import Store, utc_now
 
@@ -38,6 +41,8 @@ def prune(config: Config, *, dry_run: bool, out=None) -> list[Decision]:
                       for s in snaps]
         decisions = plan(candidates, config.retention, now)
         by_id = {s.id: s for s in snaps}
+        doomed = [d.id for d in decisions if not d.keep]
+        freed = sum(_dir_bytes(by_id[i].path) for i in doomed)
         deleted = []
         for d in decisions:
             verb = "keep" if d.keep else ("would delete" if dry_run else "delete")
@@ -48,6 +53,21 @@ def prune(config: Config, *, dry_run: bool, out=None) -> list[Decision]:
                 store.delete(by_id[d.id])
                 deleted.append(d.id)
                 log.info("retention: deleted %s (%s)", d.id, "; ".join(d.reasons))
+        # Then what only the deleted snapshots used (the SQLite page store's objects), still
+        # under the lock: no run can be between writing objects and publishing their index.
+        for engine in engines.ENGINES:
+            collected = engine.collect_garbage(store.path, dry_run=dry_run,
+                                               deleting=doomed if dry_run else ())
+            if collected is None:
+                continue
+            freed += collected.freed_bytes
+            if out is not None:
+                print(collected.line(dry_run), file=out)
+            if collected.problem:
+                log.warning("retention: %s: %s", collected.what, collected.problem)
+        if out is not None:
+            print(f"{'would free' if dry_run else 'freed'} {human_bytes(freed)} ({freed} bytes)",
+                  file=out)
         kept = sum(1 for d in decisions if d.keep)
         # The continuous archive: only what no kept snapshot (or own base) needs goes.
         kept_snaps = [by_id[d.id] for d in decisions if d.keep]
@@ -58,6 +78,18 @@ def prune(config: Config, *, dry_run: bool, out=None) -> list[Decision]:
                 if not dry_run:
                     log.info("retention: %s", line)
         if not dry_run:
-            logs.event("pruned", f"retention kept {kept} snapshots, deleted {len(deleted)}",
-                       kept=kept, deleted=len(deleted), deleted_ids=",".join(deleted) or None)
+            logs.event("pruned", f"retention kept {kept} snapshots, deleted {len(deleted)}, "
+                       f"freed {human_bytes(freed)}",
+                       kept=kept, deleted=len(deleted), deleted_ids=",".join(deleted) or None,
+                       freed_bytes=freed)
         return decisions
+
+
+def _dir_bytes(path) -> int:
+    """Bytes of the files under a snapshot directory."""
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total

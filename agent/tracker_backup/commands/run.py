@@ -59,6 +59,7 @@ def run(config: Config, *, prune: bool = True) -> str:
             for name in store.remove_debris():
                 log.info("removed %s left by an interrupted run", name)
             WindowJournal(store.window_journal_path).recover()
+            _say_space(config)
             staging = store.new_staging(started)
             snap_id = staging.id
             try:
@@ -112,6 +113,18 @@ def run(config: Config, *, prune: bool = True) -> str:
                    error=True, duration_sec=f"{duration:.3f}", error_text=message,
                    snapshot=snap_id if published else None)
         raise exc from None
+
+
+def _say_space(config: Config) -> None:
+    """Before anything is written: how much the run needs against what is free."""
+    from tracker_backup.space import space_report
+
+    space = space_report(config)
+    if space.short:
+        log.warning("%s: the run may fail for lack of space", space.line())
+    else:
+        log.info("%s", space.line())
+    logs.progress(space.line())
 
 
 def _back_up_sources(config: Config, store: Store, staging: Staging) -> list[SourceResult]:

@@ -35,10 +35,15 @@ def status_data(config: Config, now: datetime | None = None) -> dict:
         "run_failures_total": state.get("run_failures_total", 0),
         "snapshots": len(snaps),
         "good_snapshots": sum(1 for s in snaps if s.good),
-        "total_bytes": sum(s.size for s in snaps),
+        "total_bytes": 0,
         "free_bytes": free_bytes(store.path) if store.path.is_dir() else None,
         "warnings": [],
     }
+    from tracker_backup.commands.list import store_sizes
+
+    sizes = store_sizes(config)
+    data["total_bytes"] = sizes["total_bytes"]  # snapshots and the stores beside them
+    data["store_bytes"] = sizes["beside"]
     drills = [{"snapshot": s.id, **s.check["drill"]} for s in snaps
               if s.check and isinstance(s.check.get("drill"), dict)]
     drills.sort(key=lambda d: d.get("at", ""), reverse=True)
@@ -120,7 +125,9 @@ def status(config: Config, *, as_json: bool, out) -> int:
         print(f"last success: {ok['snapshot']}, {human_age(data['last_success_age_sec'])} ago",
               file=out)
     print(f"snapshots:    {data['snapshots']} ({data['good_snapshots']} good), "
-          f"{human_bytes(data['total_bytes'])} in {data['backup_path']}", file=out)
+          f"{human_bytes(data['total_bytes'])} in {data['backup_path']}"
+          + "".join(f" (of which {k} {human_bytes(v)})" for k, v in data["store_bytes"].items() if v),
+          file=out)
     if data["free_bytes"] is not None:
         print(f"free space:   {human_bytes(data['free_bytes'])}", file=out)
     drill = data.get("last_restore_drill")

@@ -145,6 +145,25 @@ class DrillResult:
         return {"seconds": self.seconds, **self.facts, "summary": self.summary}
 
 
+@dataclass
+class Collected:
+    """What an engine's store-side garbage collection did (or, dry, would do)."""
+
+    what: str  # e.g. "page store"
+    deleted: int  # objects deleted (or that would be)
+    freed_bytes: int
+    kept: int  # objects still referenced
+    problem: str | None = None  # why nothing was deleted
+
+    def line(self, dry_run: bool) -> str:
+        """One line for prune's output."""
+        if self.problem:
+            return f"{self.what}: {self.problem}"
+        verb = "would delete" if dry_run else "deleted"
+        return (f"{self.what}: {verb} {self.deleted} unreferenced objects "
+                f"({self.freed_bytes} bytes), {self.kept} still referenced")
+
+
 class SnapshotDamaged(RunFailed):
     """The snapshot's own bytes are bad (not the environment): a drill marks it failed."""
 
@@ -183,12 +202,6 @@ class Engine(ABC):
         del config
         return Findings()
 
-    def estimated_bytes(self, config: Config) -> int | None:
-        """About how many bytes a backup of this engine stores (None = cannot tell cheaply);
-        check-config's free-space check uses it before the first snapshot exists."""
-        del config
-        return None
-
     # -- backup --------------------------------------------------------------
     @abstractmethod
     def backup(self, config: Config, ctx: RunContext) -> SourceResult:
@@ -223,9 +236,14 @@ class Engine(ABC):
                      args: argparse.Namespace) -> RestoreStep:
         """Resolve the target (args.to, the configured one), plan it; reads only."""
 
-    def plan_restore_at(self, config: Config, at: str, to: Path | None) -> RestoreStep:
-        """`restore --at TIME|latest`: a step rebuilding this kind from its continuous archive."""
-        del config, at, to
+    def plan_restore_at(self, config: Config, at: str, to: Path | None,
+                        args: argparse.Namespace | None = None) -> RestoreStep:
+        """`restore --at TIME|latest`: a step rebuilding this kind from its continuous archive.
+
+        `args` carries the engine's own restore options (restore_arguments), e.g. mysql's
+        --database and --mysql-user.
+        """
+        del config, at, to, args
         raise UsageError(f"--at: there is no continuous archive for {self.kind}")
 
     @abstractmethod
@@ -241,6 +259,31 @@ class Engine(ABC):
     def commands(self) -> Sequence[Register]:
         """Engine-only commands, each a register(subparsers) (e.g. sqlite-wal)."""
         return ()
+
+    def export(self, snap: Snapshot, part: Part, target: Path) -> int:
+        """Write the stored database of `part` to new file `target`, checked; its size."""
+        del snap, part, target
+        raise UsageError(f"export: {self.kind} snapshots cannot be exported as one file")
+
+    # -- storage beside the snapshots --------------------------------------------
+    def space_needed(self, config: Config) -> tuple[int, str] | None:
+        """Free bytes a backup run of this engine needs on the backup path, and why (None:
+        cannot say). Said by check-config and by run before anything is written."""
+        del config
+        return None
+
+    def stored_bytes(self, backup_path: Path) -> int:
+        """Bytes this engine keeps in the backup path outside snapshot directories."""
+        del backup_path
+        return 0
+
+    def collect_garbage(self, backup_path: Path, *, dry_run: bool,
+                        deleting: Sequence[str] = ()) -> Collected | None:
+        """After retention, under the store's lock: delete (dry_run: count) what no kept
+        snapshot needs any more; `deleting` = snapshots a dry run would delete. None:
+        nothing of this engine's lives outside snapshots."""
+        del backup_path, dry_run, deleting
+        return None
 
     def archive_report(self, config: Config, snapshots: list[Snapshot]) -> dict | None:
         """The continuous archive's range, lag and warnings for list/status (None: no archive)."""

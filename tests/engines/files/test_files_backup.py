@@ -19,7 +19,7 @@ NOBODY = 65534
 
 
 def archive_members(backups: Path) -> dict[str, tarfile.TarInfo]:
-    snap = sorted(p for p in backups.iterdir() if not p.name.startswith("."))[-1]
+    snap = sorted(p for p in backups.iterdir() if p.name[:1].isdigit())[-1]
     art = snap / "files.tar.zst"
     if art.exists():
         import zstandard
@@ -141,7 +141,7 @@ def test_unreadable_file_fails_the_run_unless_excluded(tmp_path, world_tmp):
     assert proc.returncode == 1, proc.stderr
     assert f"cannot read {secret}: Permission denied" in proc.stderr
     assert "[files] exclude" in proc.stderr
-    assert not [p for p in backups.iterdir() if not p.name.startswith(".")]
+    assert not [p for p in backups.iterdir() if p.name[:1].isdigit()]
     conf.write_text(conf.read_text() + "exclude = etc/secret.pem\n")
     proc = run_as_nobody(conf)
     assert proc.returncode == 0, proc.stderr
@@ -164,7 +164,7 @@ def test_file_changing_while_read_is_read_again(tmp_path, storage):
     t.join()
     assert proc.returncode == 0, err
     assert "growing.json changed while being read; reading it again" in err
-    snap = sorted(p for p in (tmp_path / "backups").iterdir() if not p.name.startswith("."))[-1]
+    snap = sorted(p for p in (tmp_path / "backups").iterdir() if p.name[:1].isdigit())[-1]
     with tarfile.open(snap / "files.tar") as tar:
         data = tar.extractfile("tracker/etc/growing.json").read()
     assert data == b"b" * 3_000_000
@@ -174,7 +174,7 @@ def test_archive_extracts_with_plain_tar(tmp_path, storage):
     Cli(files_config(tmp_path, storage))("run", check=True)
     import subprocess
 
-    snap = sorted(p for p in (tmp_path / "backups").iterdir() if not p.name.startswith("."))[-1]
+    snap = sorted(p for p in (tmp_path / "backups").iterdir() if p.name[:1].isdigit())[-1]
     out = tmp_path / "extract"
     out.mkdir()
     subprocess.run(["tar", "--zstd", "-xpf", str(snap / "files.tar.zst"), "-C", str(out)], check=True)

@@ -17,14 +17,19 @@ from conftest import Cli, write_config
 from support.tracker_db import create_tracker_db, info_hash, invariant, open_copy
 
 NOBODY = 65534
+REASSEMBLE = Path(__file__).resolve().parents[3] / "packaging" / "tracker-backup-reassemble.py"
 
 
 def snapshot_db(backups: Path, tmp_path: Path) -> Path:
-    """Decompress the newest snapshot's database with the zstd CLI; return its path."""
-    snaps = sorted(p for p in backups.iterdir() if not p.name.startswith("."))
+    """The newest snapshot's database, by hand: the zstd CLI for a full copy, the
+    shipped reader (packaging/tracker-backup-reassemble.py) for a page snapshot."""
+    snaps = sorted(p for p in backups.iterdir() if p.name[:1].isdigit())
     art = next((snaps[-1] / "sqlite").iterdir())
     out = tmp_path / f"restored-{snaps[-1].name}.db"
-    if art.suffix == ".zst":
+    if art.suffix == ".pages":
+        subprocess.run(["/usr/bin/python3", str(REASSEMBLE), str(snaps[-1]), str(out)], check=True,
+                       capture_output=True)
+    elif art.suffix == ".zst":
         subprocess.run(["zstd", "-q", "-d", "-f", str(art), "-o", str(out)], check=True)
     else:
         out.write_bytes(art.read_bytes())
@@ -32,7 +37,7 @@ def snapshot_db(backups: Path, tmp_path: Path) -> Path:
 
 
 def manifest(backups: Path) -> dict:
-    snaps = sorted(p for p in backups.iterdir() if not p.name.startswith("."))
+    snaps = sorted(p for p in backups.iterdir() if p.name[:1].isdigit())
     return json.loads((snaps[-1] / "MANIFEST.json").read_text())
 
 
@@ -109,7 +114,7 @@ def test_rollback_journal_copy_longer_than_max_lock_fails_cleanly_naming_both_fi
     assert proc.returncode == 1
     assert "max_lock" in proc.stderr and "sqlite-wal" in proc.stderr and "stop_command" in proc.stderr
     assert "Traceback" not in proc.stderr
-    assert not [p for p in (tmp_path / "backups").iterdir() if not p.name.startswith(".")]
+    assert not [p for p in (tmp_path / "backups").iterdir() if p.name[:1].isdigit()]
     assert stats["errors"] == 0, stats["last_error"]
     assert stats["max_ms"] < 2000, "the writer was blocked far longer than max_lock"
     assert elapsed < 30
@@ -149,7 +154,7 @@ def test_start_command_runs_even_when_the_copy_fails(tmp_path):
     proc = cli("run")
     assert proc.returncode == 1
     assert log.read_text().split() == ["stop", "start"]
-    assert not [p for p in (tmp_path / "backups").iterdir() if not p.name.startswith(".")]
+    assert not [p for p in (tmp_path / "backups").iterdir() if p.name[:1].isdigit()]
 
 
 def test_start_command_runs_when_stop_command_fails(tmp_path):
@@ -226,7 +231,7 @@ def test_corrupt_database_fails_the_check_and_publishes_nothing(tmp_path):
     assert proc.returncode == 1
     assert "integrity_check" in proc.stderr or "malformed" in proc.stderr
     assert "Traceback" not in proc.stderr
-    assert not [p for p in (tmp_path / "backups").iterdir() if not p.name.startswith(".")]
+    assert not [p for p in (tmp_path / "backups").iterdir() if p.name[:1].isdigit()]
 
 
 def test_database_without_the_tracker_tables_fails_naming_them(tmp_path):
@@ -256,10 +261,11 @@ def test_quick_verify_level_uses_quick_check(tmp_path):
 
 def test_uncompressed_copy_is_a_plain_sqlite_file(tmp_path):
     db = create_tracker_db(tmp_path / "tracker.db", rows=1000)
-    Cli(sqlite_config(tmp_path, db, backup_extra="compression = none"))("run", check=True)
+    Cli(sqlite_config(tmp_path, db, backup_extra="compression = none\nlayout = full"))(
+        "run", check=True)
     m = manifest(tmp_path / "backups")
     assert [a["path"] for a in m["artifacts"]] == ["sqlite/tracker.db"]
-    snap = sorted(p for p in (tmp_path / "backups").iterdir() if not p.name.startswith("."))[-1]
+    snap = sorted(p for p in (tmp_path / "backups").iterdir() if p.name[:1].isdigit())[-1]
     out = subprocess.run(["sqlite3", str(snap / "sqlite/tracker.db"), "SELECT count(*) FROM torrents"],
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "1000"

@@ -57,6 +57,8 @@ class SqliteBackup:
         details: dict = {"journal_mode": mode, "database_bytes": st.st_size,
                          "owner_uid": st.st_uid, "owner_gid": st.st_gid,
                          "file_mode": f"{st.st_mode & 0o7777:04o}"}
+        if ctx.backup.layout == "pages":
+            return self._backup_pages(ctx, mode, st, details)
         started = time.monotonic()
         if mode == "wal":
             method = "wal-snapshot"
@@ -83,6 +85,22 @@ class SqliteBackup:
             raise SourceError(f"sqlite: PRAGMA {check['pragma']} of the copy of {db} failed: {what}")
         details["required_tables"] = list(self.cfg.required_tables)
         return SourceResult(self.name, self.kind, str(db), method, [artifact], details)
+
+    def _backup_pages(self, ctx: RunContext, mode: str, st: os.stat_result,
+                      details: dict) -> SourceResult:
+        """layout = pages: a page index into the shared page store (pages/backup.py)."""
+        from tracker_backup.engines.sqlite.pages.backup import PagesBackup
+
+        method, artifacts, extra = PagesBackup(self.cfg, ctx, mode).run()
+        details.update(extra)
+        changed = origin_change(self.cfg.database, st)
+        if changed:
+            details["origin_changed"] = changed
+            log.warning("sqlite: %s %s while it was being read; this snapshot holds the "
+                        "file as it was when the read began", self.cfg.database, changed)
+        details["required_tables"] = list(self.cfg.required_tables)
+        return SourceResult(self.name, self.kind, str(self.cfg.database), method, artifacts,
+                            details)
 
     def _check_and_store(self, raw: Path, ctx: RunContext) -> tuple[dict, Artifact]:
         """Integrity-check the copy while it is compressed (or hashed), in two threads.

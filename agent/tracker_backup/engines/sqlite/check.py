@@ -18,12 +18,21 @@ def check_database(path: Path, level: str, required_tables: tuple[str, ...],
     check sees exactly the bytes that are stored. `on_open` receives the
     connection, so another thread can interrupt() a long check.
     """
-    pragma = "integrity_check" if level == "full" else "quick_check"
-    started = time.monotonic()
     conn = sqlite3.connect(uri(path, mode="ro", immutable="1"), uri=True, isolation_level=None,
                            check_same_thread=False)
     if on_open is not None:
         on_open(conn)
+    try:
+        return check_connection(conn, level, required_tables)
+    finally:
+        conn.close()
+
+
+def check_connection(conn: sqlite3.Connection, level: str,
+                     required_tables: tuple[str, ...]) -> dict:
+    """The check of `check_database` on an open connection (e.g. one pinning a snapshot)."""
+    pragma = "integrity_check" if level == "full" else "quick_check"
+    started = time.monotonic()
     try:
         rows = [r[0] for r in conn.execute(f"PRAGMA {pragma}")]
         tables = [r[0] for r in conn.execute(
@@ -32,8 +41,6 @@ def check_database(path: Path, level: str, required_tables: tuple[str, ...],
         counts = {t: conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables}
     except sqlite3.DatabaseError as exc:
         rows, tables, counts = [f"cannot read the copy: {exc}"], [], {}
-    finally:
-        conn.close()
     ok = rows == ["ok"]
     missing = [t for t in required_tables if t not in tables]
     return {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,13 +31,6 @@ class SqliteEngine(contract.Engine):
         from tracker_backup.engines.sqlite.preflight import check_sqlite
 
         return check_sqlite(config.section(self.kind))
-
-    def estimated_bytes(self, config: Config) -> int | None:
-        db = config.section(self.kind).database
-        try:
-            return sum(p.stat().st_size for p in (db, *side_paths(db)) if p.exists())
-        except OSError:
-            return None
 
     def backup(self, config: Config, ctx: contract.RunContext) -> contract.SourceResult:
         from tracker_backup.engines.sqlite.backup import SqliteBackup
@@ -102,7 +96,8 @@ class SqliteEngine(contract.Engine):
 
         return steps.prune(config, kept, dry_run)
 
-    def plan_restore_at(self, config: Config, at: str, to: Path | None) -> contract.RestoreStep:
+    def plan_restore_at(self, config: Config, at: str, to: Path | None,
+                        args: argparse.Namespace | None = None) -> contract.RestoreStep:
         from tracker_backup.engines.sqlite.archive import steps
 
         return steps.plan_restore_at(config, at, to)
@@ -113,7 +108,7 @@ class SqliteEngine(contract.Engine):
         from tracker_backup.restore_plan import artifact_path
 
         src = artifact_path(snap, part.artifacts[0])
-        target = scratch / "sqlite" / Path(part.artifacts[0].path).name.removesuffix(".zst")
+        target = scratch / "sqlite" / restore.stored_name(part)
         target.parent.mkdir(mode=0o700)
         try:
             done = restore.restore(src, part, target, window=None, stamp="drill",
@@ -129,6 +124,50 @@ class SqliteEngine(contract.Engine):
     def sandbox(self, config: Config) -> contract.SandboxNeeds:
         # SQLite readers of a WAL database write -shm (and may create -wal) beside it.
         return contract.SandboxNeeds(read_write=[config.section(self.kind).database.parent])
+
+    def export(self, snap: Snapshot, part: contract.Part, target: Path) -> int:
+        from tracker_backup.engines.sqlite import restore
+        from tracker_backup.engines.sqlite.check import check_database
+        from tracker_backup.restore_plan import artifact_path
+
+        tmp = target.with_name(f".{target.name}.export-{os.getpid()}")
+        try:
+            size = restore.materialize(artifact_path(snap, part.artifacts[0]), part, tmp)
+            check = check_database(tmp, "full", tuple(part.source.get("required_tables", ())))
+            restore.require_ok(check, tmp, part.source.get("row_counts") or {})
+            os.rename(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return size
+
+    def space_needed(self, config: Config) -> tuple[int, str] | None:
+        from tracker_backup.engines.sqlite.pages.backup import free_space_needed
+
+        cfg = config.section(self.kind)
+        try:
+            size = sum(p.stat().st_size for p in (cfg.database, *side_paths(cfg.database))
+                       if p.exists())
+        except OSError:
+            return None
+        if config.backup.layout == "pages":
+            return free_space_needed(config.backup.path, str(cfg.database), size)
+        # A full copy: the raw staging copy, then its compressed artifact beside it.
+        return 2 * size + (64 << 20), "layout = full: the database's size twice + 64 MiB"
+
+    def stored_bytes(self, backup_path: Path) -> int:
+        from tracker_backup.engines.sqlite.pages import gc
+
+        return gc.store_bytes(backup_path)[1]
+
+    def collect_garbage(self, backup_path: Path, *, dry_run: bool,
+                        deleting=()) -> contract.Collected | None:
+        from tracker_backup.engines.sqlite.pages import gc
+
+        if not (backup_path / gc.STORE_DIR).is_dir():
+            return None
+        r = gc.collect(backup_path, dry_run=dry_run, excluding=deleting)
+        return contract.Collected("sqlite page store", r.deleted, r.freed_bytes, r.referenced,
+                                  r.problem)
 
     def archiver(self, config: Config):
         """The WAL archiver when `[sqlite] continuous = yes` (engines/sqlite/archive/)."""

@@ -79,9 +79,14 @@ class SqliteRestored(RestoreResult):
 def target_path(part: Part, to: Path) -> Path:
     """An existing directory means 'put the database in there under its own name'."""
     if to.is_dir() and not to.is_symlink():
-        return to / Path(part.source.get("origin") or part.artifacts[0].path).name.removesuffix(
-            ".zst")
+        return to / stored_name(part)
     return to
+
+
+def stored_name(part: Part) -> str:
+    """The database's file name (from its origin, else from the artifact's name)."""
+    name = Path(part.source.get("origin") or part.artifacts[0].path).name
+    return name.removesuffix(".zst").removesuffix(".pages")
 
 
 def plan(part: Part, target: Path, window: SqliteConfig | None) -> RestoreAction:
@@ -129,6 +134,23 @@ def decompress(src: Path, compression: str, dest: Path) -> int:
     return total
 
 
+def materialize(src: Path, part: Part, dest: Path) -> int:
+    """The stored database as a new file `dest` (fsynced): decompressed, or reassembled
+    from the page store for a pages-layout snapshot (`src` is then its page index)."""
+    from tracker_backup.engines.sqlite.pages.index import PageIndexError
+    from tracker_backup.engines.sqlite.pages.reassemble import ReassembleError
+    from tracker_backup.engines.sqlite.pages.verify import is_pages
+    from tracker_backup.engines.sqlite.pages.verify import materialize as reassemble
+
+    if not is_pages(part.source):
+        return decompress(src, part.artifacts[0].compression, dest)
+    snapshot_dir = src.parents[len(Path(part.artifacts[0].path).parts) - 1]
+    try:
+        return reassemble(snapshot_dir, part.source, dest)
+    except (ReassembleError, PageIndexError) as exc:
+        raise RunFailed(f"sqlite: cannot reassemble {src}: {exc}") from None
+
+
 def restore(src: Path | None, part: Part, target: Path, *, window: SqliteConfig | None,
             stamp: str, required_tables: tuple[str, ...] | None = None,
             keep_owner: bool = True, journal: Path | None = None,
@@ -151,12 +173,11 @@ def restore(src: Path | None, part: Part, target: Path, *, window: SqliteConfig 
         # Left by a killed restore (we hold the store lock): a whole database's worth of disk.
         log.info("sqlite: removing %s left by an interrupted restore", stale)
         stale.unlink(missing_ok=True)
-    size = produce(tmp) if produce is not None else decompress(
-        src, part.artifacts[0].compression, tmp)
+    size = produce(tmp) if produce is not None else materialize(src, part, tmp)
     moved: list[tuple[Path, Path]] = []
     try:
         check = check_database(tmp, "full", required)
-        _require_ok(check, tmp, part.source.get("row_counts") or {})
+        require_ok(check, tmp, part.source.get("row_counts") or {})
         _set_owner_mode(tmp, part.source, keep_owner)
         with contextlib.ExitStack() as in_window:
             if window is not None:
@@ -205,7 +226,7 @@ def restore(src: Path | None, part: Part, target: Path, *, window: SqliteConfig 
                 raise
             fsync_dir(target.parent)
             final = check_database(target, "quick", required)
-            _require_ok(final, target, {})
+            require_ok(final, target, {})
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -241,7 +262,8 @@ def make_dirs(path: Path, source: dict) -> None:
         os.chown(path, int(source["owner_uid"]), int(source["owner_gid"]))
 
 
-def _require_ok(check: dict, path: Path, expected_counts: dict) -> None:
+def require_ok(check: dict, path: Path, expected_counts: dict) -> None:
+    """Raise RunFailed unless the check passed and the row counts are the manifest's."""
     if check["result"] != "ok":
         what = (f"missing tables {', '.join(check['missing_tables'])}" if check["missing_tables"]
                 else "; ".join(check["messages"][:3]))

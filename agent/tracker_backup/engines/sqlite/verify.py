@@ -11,6 +11,10 @@ from tracker_backup.engines.sqlite.check import check_database
 def verify_stored(snapshot_dir: Path, source: dict, artifacts: list[Artifact], level: str,
                   scratch: Path) -> list[str]:
     """Decompress a stored copy to scratch; integrity, tables and row counts as recorded."""
+    from tracker_backup.engines.sqlite.pages.verify import is_pages, verify_pages
+
+    if is_pages(source):
+        return verify_pages(snapshot_dir, source, level, scratch)
     required_tables = tuple(source.get("required_tables", ()))
     problems = []
     for art in artifacts:
