@@ -171,3 +171,17 @@ def test_metrics_refresh_measures_each_store_size_against_the_listing(tmp_path):
     for row in data["rows"]:
         assert row["listing_ms"] > 0 and row["refresh_ms"] > 0 and row["textfile_bytes"] > 1000
         assert row["x_listing"] == round(row["refresh_ms"] / row["listing_ms"], 2)
+
+
+def test_mysql_pitr_measures_rpo_exactness_writer_cost_and_restore_time_on_docker(tmp_path):
+    from support.docker_engine import DockerEngine
+    reason = DockerEngine.missing()
+    if reason:
+        import pytest
+        pytest.skip(f"no Docker engine can start here: {reason}")
+    _, data = run_bench(tmp_path, "mysql_pitr.py", "--rows", "5000", "--rate", "100",
+                        "--hour", "8", "--window", "2", "--rpo-seconds", "2", timeout=900)
+    rows = {r["phase"].split(" (")[0].split(",")[0]: r for r in data["rows"]}
+    assert all(r["ok"] for r in data["rows"]), data["rows"]
+    assert rows["restore --at T"]["x_anchor"] > 0 and data["p99_ratio"] > 0
+    assert "RPO: data dir deleted" in data["rows"][-1]["phase"]

@@ -9,24 +9,20 @@ archiving, and finally the data directory deleted (disk loss).
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import shutil
-import threading
+import signal
 import time
 
 import pytest
 
-from support.deployment import BACKUP_USER, DATABASE
+from support.deployment import DATABASE
 from support.mariadb import MysqlWriter
 from tracker_backup import engines
-from tracker_backup.archive.runner import Runner
 from tracker_backup.config import load_config
-from tracker_backup.engines.contract import RestoreContext
 from tracker_backup.engines.mysql.binlog import pitr
-from tracker_backup.engines.mysql.binlog.archiver import BinlogArchiver
-from tracker_backup.engines.mysql.config import MysqlConfig
+from tracker_backup.store import Store
 
 pytestmark = [pytest.mark.docker, pytest.mark.mysql]
 TORRENTS = 20_000
@@ -34,33 +30,28 @@ RESTORE_USER = "tb_restore"
 
 
 class Archiving:
-    """The binlog archiver in a thread, as the `archive` service runs it."""
+    """`tracker-backup archive` (the archive service's command) with [mysql] continuous = yes."""
 
     def __init__(self, host):
-        cfg = MysqlConfig(database=DATABASE, user=BACKUP_USER,
-                          exec_prefix=tuple(host.dep.exec_prefix.split()))
-        self.archiver = BinlogArchiver(cfg, host.backups, password=host.password)
-        self.runner = Runner([self.archiver], notify=lambda **kw: True)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
+        self.host = host
+        host.write_config(mysql="continuous = yes")
+        self.proc = host.agent.popen("archive")
+        status = host.backups / "archive/mysql/status.json"
+        deadline = time.monotonic() + 60
+        while not status.exists():
+            assert self.proc.poll() is None, self.proc.communicate()
+            assert time.monotonic() < deadline, "the archiver did not report"
+            time.sleep(0.2)
 
-    def _run(self) -> None:
-        try:
-            self.runner.run()
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            self.error = exc
+    def status(self) -> dict:
+        return json.loads((self.host.backups / "archive/mysql/status.json").read_text())
 
-    def stop(self) -> None:
-        self.runner.stop.set()
-        self.thread.join(timeout=60)
-        assert self.error is None, self.error
-
-
-@pytest.fixture
-def env(host, monkeypatch):
-    for key in ("DOCKER_HOST", "DOCKER_CONFIG"):
-        monkeypatch.setenv(key, host.dep.engine.env[key])
+    def stop(self) -> str:
+        self.proc.send_signal(signal.SIGTERM)
+        out, err = self.proc.communicate(timeout=120)
+        assert self.proc.returncode == 0, err
+        assert self.host.password not in out + err
+        return err
 
 
 def new_torrents(host, database: str) -> set[int]:
@@ -69,30 +60,29 @@ def new_torrents(host, database: str) -> set[int]:
     return {n for n in (int(r[0], 16) for r in rows) if n >= 10**12}
 
 
-def restore_at(host, at: float | None, target: str):
-    """What `restore --kind mysql --at AT --database TARGET` runs, through the engine's hook."""
-    config = load_config(host.config)
-    args = argparse.Namespace(database=target, mysql_user=RESTORE_USER,
-                              mysql_password_file=host.restore_password_file)
+def restore_at(host, at: float | None, target: str) -> str:
+    """`tracker-backup restore --kind mysql --at AT --database TARGET` as the restore account."""
     text = "latest" if at is None else pitr.format_time(at)
-    step = engines.get("mysql").plan_restore_at(config, text, None, args)
-    assert step.action.notes and "dump of snapshot" in step.action.notes[0]
-    return step.run(RestoreContext("test"))
+    out = host.agent("restore", "--kind", "mysql", "--at", text, "--database", target,
+                     *host.restore_args(), check=True)
+    assert "CHECK TABLE ok" in out.stdout, out.stdout
+    return out.stdout
 
 
-def wait_archived(archiving: Archiving, timeout: float = 30) -> None:
-    """Until the archiver has published what the server had (bytes_behind 0, nothing pending)."""
+def wait_archived(archiving: Archiving, timeout: float = 60) -> None:
+    """Until the archiver has published everything the server had (status.json says so)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        st = archiving.archiver.status()
-        if st.pending == 0 and st.extra.get("last_commit_ts"):
+        st = archiving.status()
+        if st.get("streaming") and not st.get("pending") and st.get("bytes_behind") == 0 \
+                and st.get("updated", 0) > time.time() - 6:
             return
-        time.sleep(0.2)
-    raise AssertionError(f"archiver did not catch up: {archiving.archiver.status()}")
+        time.sleep(0.5)
+    raise AssertionError(f"archiver did not catch up: {archiving.status()}")
 
 
 def test_pitr_to_a_second_holds_exactly_the_commits_up_to_it_across_a_container_restart(
-        host, env, tmp_path):
+        host, tmp_path):
     acks = tmp_path / "acks.txt"
     writer = MysqlWriter(host.dep, DATABASE, tmp_path / "w.json", rate=100, existing=1000, acks=acks)
     try:
@@ -110,9 +100,10 @@ def test_pitr_to_a_second_holds_exactly_the_commits_up_to_it_across_a_container_
     finally:
         writer.stop()
     wait_archived(archiving)
-    archiving.stop()
+    log = archiving.stop()
+    assert "resuming from" in log  # the container restart was seen and ridden out
     committed = [tuple(map(float, line.split())) for line in acks.read_text().splitlines()]
-    result = restore_at(host, target, "pitr_copy")
+    out = restore_at(host, target, "pitr_copy")
     got = new_torrents(host, "pitr_copy")
     must = {int(n) for n, begin, ack in committed if ack < target + 1 - 0.05}
     never = {int(n) for n, begin, ack in committed if begin >= target + 1 + 0.05}
@@ -121,24 +112,41 @@ def test_pitr_to_a_second_holds_exactly_the_commits_up_to_it_across_a_container_
     assert not (never & got), sorted(never & got)[:5]
     total, metric = host.dep.invariant("pitr_copy")
     assert total == metric
-    assert result.row_counts["torrents"] >= TORRENTS and "CHECK TABLE ok" in result.reached
+    assert f"{pitr.format_time(target)}" in out
 
     # "latest" gives every commit the archiver saw, across the restart.
-    latest = restore_at(host, None, "latest_copy")
+    restore_at(host, None, "latest_copy")
     got = new_torrents(host, "latest_copy")
     assert {int(n) for n, _b, _a in committed} <= got
-    assert latest.row_counts["torrents"] > result.row_counts["torrents"]
     host.dep.sql("DROP DATABASE pitr_copy; DROP DATABASE latest_copy")
 
     # The drill: a random second of the range into a scratch database, checked, dropped.
-    drill = engines.get("mysql").archive_drill(load_config(host.config), tmp_path)
-    assert drill is not None and "CHECK TABLE ok" in drill["summary"], drill
-    assert drill["scratch_database"] not in host.dep.databases()
-    report = engines.get("mysql").archive_report(load_config(host.config), [])
+    drill = json.loads(host.agent("drill", "--json", check=True).stdout)
+    arch = drill["details"]["mysql-archive"]
+    assert "CHECK TABLE ok" in arch["summary"] and drill["result"] == "ok", drill
+    assert arch["scratch_database"] not in host.dep.databases()
+    status = json.loads(host.agent("status", "--json", check=True).stdout)
+    report = status["archive"]["mysql"]
     assert report["oldest"] <= target <= report["newest"] and report["generations"]
+    listing = host.agent("list", check=True).stdout
+    assert "continuous archive: mysql: restorable" in listing
+
+    # Retention keeps only the newest snapshot: the archive before its dump goes, the rest
+    # still restores; a time before the kept dump is refused with the range.
+    host.agent("run", "--no-prune", check=True)
+    newest = host.snapshots()[-1]
+    config = load_config(host.config)
+    kept = [s for s in Store(host.backups).snapshots() if s.id == newest]
+    lines = engines.get("mysql").archive_prune(config, kept, False)
+    assert any("segment" in line for line in lines), lines
+    restore_at(host, None, "after_prune")  # from the kept dump on
+    host.dep.sql("DROP DATABASE after_prune")
+    early = host.agent("restore", "--kind", "mysql", "--at", pitr.format_time(target), "--database",
+                       "too_early", *host.restore_args())
+    assert early.returncode == 1 and "restorable" in early.stderr, early.stderr
 
 
-def test_rpo_after_the_data_directory_is_deleted(host, env, tmp_path):
+def test_rpo_after_the_data_directory_is_deleted(host, tmp_path):
     acks = tmp_path / "acks.txt"
     writer = MysqlWriter(host.dep, DATABASE, tmp_path / "w.json", rate=100, existing=1000, acks=acks,
                          start_new=3 * 10**12)
@@ -146,6 +154,9 @@ def test_rpo_after_the_data_directory_is_deleted(host, env, tmp_path):
     try:
         host.agent("run", "--no-prune", check=True)
         archiving = Archiving(host)
+        # Steady state first: the restores above wrote their loads into the server's binlog,
+        # which the archiver streams too before it reaches the writer's newest commits.
+        wait_archived(archiving, timeout=240)
         time.sleep(5)
         loss = time.time()
         host.dep.compose("kill", "mysql")  # disk loss: the server dies and its data is gone
@@ -159,11 +170,10 @@ def test_rpo_after_the_data_directory_is_deleted(host, env, tmp_path):
     host.dep.up("mysql")  # a fresh, empty server on the same host
     host.dep.create_user(RESTORE_USER, host.restore_password, ["ALL ON *.*"])
     committed = [tuple(map(float, line.split())) for line in acks.read_text().splitlines()]
-    result = restore_at(host, None, DATABASE)
+    restore_at(host, None, DATABASE)
     got = new_torrents(host, DATABASE)
     must = {int(n) for n, _b, ack in committed if ack < loss - 1.0}
     assert must and must <= got, sorted(must - got)[:5]
     total, metric = host.dep.invariant(DATABASE)
     assert total == metric
-    status = json.loads((host.backups / "archive/mysql/status.json").read_text())
-    assert status["generation"] and "CHECK TABLE ok" in result.reached
+    host.write_config()

@@ -35,19 +35,10 @@ def textfile(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def metrics_config(tmp_path: Path, storage: Path, textfile: Path) -> Path:
-    return write_config(tmp_path / "tb-metrics.conf", f"""
-[backup]
-path = {tmp_path / "backups"}
-[metrics]
-textfile = {textfile}
-[sqlite]
-database = {storage / "tracker/lib/database/tracker.db"}
-[files]
-root = {storage}
-include = **
-exclude = tracker/log/**
-""")
+def metrics_config(tmp_path: Path, config_file: Path, textfile: Path) -> Path:
+    """The shared test configuration (tests/conftest.py) plus [metrics] textfile."""
+    return write_config(tmp_path / "tb-metrics.conf",
+                        config_file.read_text() + f"[metrics]\ntextfile = {textfile}\n")
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ def register(subparsers) -> None:
         "archive", help="continuous archive: ship every commit into the backup path until "
                         "SIGTERM (the tracker-backup-archive service)",
         description="Runs in the foreground until SIGTERM: follows each source configured for "
-                    "continuous archiving ([sqlite] continuous = yes) and publishes its "
+                    "continuous archiving ([sqlite] or [mysql] continuous = yes) and publishes its "
                     "committed changes into <backup path>/archive/ within about a second.")
     p.set_defaults(handler=handler)
 
@@ -39,7 +39,7 @@ def handler(args: argparse.Namespace, config: Config, out) -> int:
     found = archivers(config)
     if not found:
         raise UsageError(f"{config.file}: no source is configured for continuous archiving "
-                         "(set [sqlite] continuous = yes)")
+                         "(set [sqlite] or [mysql] continuous = yes)")
     Store(config.backup.path).prepare(require_mountpoint=config.backup.require_mountpoint)
     live = LiveMetrics(config)  # [metrics]: the textfile every few seconds, /metrics if listen
     try:

@@ -42,7 +42,7 @@ def register(subparsers) -> None:
                         "Needs one --kind")
     r.add_argument("--at", metavar="TIME",
                    help="point in time from the continuous archive: ISO-8601 UTC "
-                        "(2026-12-01T07:00:05Z) or 'latest'; needs --kind sqlite, no ID")
+                        "(2026-12-01T07:00:05Z) or 'latest'; needs --kind sqlite or mysql, no ID")
     r.add_argument("--dry-run", action="store_true", help="only show what would be replaced")
     for engine in engines.ENGINES:
         engine.restore_arguments(r)
@@ -57,7 +57,8 @@ def restore_handler(args: argparse.Namespace, config: Config, out) -> int:
         engine.check_restore_args(args, engine.kind in kinds)
     if args.at is not None:
         if len(kinds) != 1:
-            raise UsageError("--at restores one kind from its continuous archive: give --kind sqlite")
+            raise UsageError("--at restores one kind from its continuous archive: give --kind "
+                             "sqlite or --kind mysql")
         if args.id != "latest":
             raise UsageError("--at picks its own base: give no snapshot ID with it")
         try:
@@ -80,7 +81,7 @@ def restore_at(config: Config, args: argparse.Namespace, kind: str, out) -> int:
     ctx = RestoreContext(utc_now().strftime("%Y%m%dT%H%M%SZ"),
                          journal if os.access(journal.parent, os.W_OK) else None)
     with store.lock("restore --at"):  # retention cannot delete a base or segment meanwhile
-        step = engine.plan_restore_at(config, args.at, args.to)
+        step = engine.plan_restore_at(config, args.at, args.to, args)
         for line in step.action.lines():
             print(line, file=out)
         if args.dry_run:

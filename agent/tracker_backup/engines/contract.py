@@ -230,9 +230,14 @@ class Engine(ABC):
                      args: argparse.Namespace) -> RestoreStep:
         """Resolve the target (args.to, the configured one), plan it; reads only."""
 
-    def plan_restore_at(self, config: Config, at: str, to: Path | None) -> RestoreStep:
-        """`restore --at TIME|latest`: a step rebuilding this kind from its continuous archive."""
-        del config, at, to
+    def plan_restore_at(self, config: Config, at: str, to: Path | None,
+                        args: argparse.Namespace | None = None) -> RestoreStep:
+        """`restore --at TIME|latest`: a step rebuilding this kind from its continuous archive.
+
+        `args` carries the engine's own restore options (restore_arguments), e.g. mysql's
+        --database and --mysql-user.
+        """
+        del config, at, to, args
         raise UsageError(f"--at: there is no continuous archive for {self.kind}")
 
     @abstractmethod

@@ -123,6 +123,11 @@ class MysqlEngine(contract.Engine):
 
         return steps.report(config, snapshots)
 
+    def archive_prune(self, config: Config, kept: list[Snapshot], dry_run: bool) -> list[str]:
+        from tracker_backup.engines.mysql.binlog import steps
+
+        return steps.prune(config, kept, dry_run)
+
     def archive_drill(self, config: Config, scratch: Path) -> dict | None:
         from tracker_backup.engines.mysql.binlog import steps
 

@@ -90,7 +90,8 @@ class SqliteEngine(contract.Engine):
 
         return steps.prune(config, kept, dry_run)
 
-    def plan_restore_at(self, config: Config, at: str, to: Path | None) -> contract.RestoreStep:
+    def plan_restore_at(self, config: Config, at: str, to: Path | None,
+                        args: argparse.Namespace | None = None) -> contract.RestoreStep:
         from tracker_backup.engines.sqlite.archive import steps
 
         return steps.plan_restore_at(config, at, to)

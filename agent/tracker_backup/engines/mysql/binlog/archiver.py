@@ -34,13 +34,13 @@ from tracker_backup.engines.mysql.binlog.events import file_index
 from tracker_backup.engines.mysql.binlog.follow import BinlogFollower
 from tracker_backup.engines.mysql.binlog.stream import archiver_server_id
 from tracker_backup.engines.mysql.client import MysqlClient, read_password
-from tracker_backup.errors import UsageError
+from tracker_backup.errors import RunFailed, UsageError
 from tracker_backup.store import Store, parse_iso, write_json_atomic
 
 log = logging.getLogger(__name__)
 
 STATUS_EVERY = 5.0
-SERVER_POSITION_EVERY = 30.0  # each look costs a client run through exec_prefix
+SERVER_POSITION_EVERY = 10.0  # each look costs a client run through exec_prefix
 BASE_RETRY_EVERY = 60.0
 
 
@@ -238,18 +238,20 @@ class BinlogArchiver:
 
     def maintain(self) -> None:
         now = time.monotonic()
-        if self.follower is not None and self.follower.problem and self.follower.problem[0] == "purged" \
-                and now >= self._next_base_try:
-            self._next_base_try = now + BASE_RETRY_EVERY
-            with contextlib.suppress(OSError):
+        try:
+            if self.follower is not None and self.follower.problem \
+                    and self.follower.problem[0] == "purged" and now >= self._next_base_try:
+                self._next_base_try = now + BASE_RETRY_EVERY
                 self.publish()
-            self._start_generation(f"gap: {self.follower.problem[1]}",
-                                   self.generation.id if self.generation else None,
-                                   dict(checks.binary_logs(self.client)))
-        elif self.generation is None and now >= self._next_base_try:
-            self._next_base_try = now + BASE_RETRY_EVERY
-            self._start_generation(self.waiting or "waiting for a dump", None,
-                                   dict(checks.binary_logs(self.client)))
+                self._start_generation(f"gap: {self.follower.problem[1]}",
+                                       self.generation.id if self.generation else None,
+                                       dict(checks.binary_logs(self.client)))
+            elif self.generation is None and now >= self._next_base_try:
+                self._next_base_try = now + BASE_RETRY_EVERY
+                self._start_generation(self.waiting or "waiting for a dump", None,
+                                       dict(checks.binary_logs(self.client)))
+        except RunFailed as exc:  # the server is away (restarting): try again later
+            log.warning("%s: cannot look for a new base now: %s", self.source, exc)
         if self.shipper is not None:
             self.shipper.compact(time.time())
         if now >= self._next_server_look:
@@ -284,6 +286,7 @@ class BinlogArchiver:
                    "server_file": self.server_position[0] if self.server_position else None,
                    "server_pos": self.server_position[1] if self.server_position else None,
                    "bytes_behind": behind, "tool_runs": fo.runs if fo else 0,
+                   "streaming": bool(fo and fo.stream is not None and fo.problem is None),
                    "tool_restarts": fo.restarts if fo else 0,
                    "last_error": fo.last_error if fo else None})
 
@@ -293,7 +296,8 @@ class BinlogArchiver:
             write_json_atomic(self.archive.path / "status.json", {
                 "pid": os.getpid(), "updated": time.time(), "source": st.source,
                 "generation": st.generation, "last_seq": st.last_seq, "last_time": st.last_time,
-                "lag_seconds": st.lag_seconds, "stalled": st.stalled, **st.extra})
+                "lag_seconds": st.lag_seconds, "stalled": st.stalled, "pending": st.pending,
+                **st.extra})
 
     def close(self) -> None:
         try:

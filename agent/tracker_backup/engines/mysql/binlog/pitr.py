@@ -17,7 +17,7 @@ event is stamped T or earlier. The plan:
 
 from __future__ import annotations
 
-import json
+import itertools
 import logging
 import math
 import random
@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from tracker_backup.archive import status as archive_status
 from tracker_backup.archive.segment import SegmentError
 from tracker_backup.archive.store import Generation, SourceArchive
 from tracker_backup.engines.mysql.binlog.archiver import dump_bases
@@ -68,7 +69,7 @@ def _meta_key(meta: dict | None) -> tuple[int, int] | None:
     return _key(meta["file"], meta["end"]) if meta and "end" in meta else None
 
 
-def _fde_seq(gen: Generation, segs: list, file: str) -> int:
+def _fde_seq(gen: Generation, segs: list, file: str) -> int | None:
     """The seq of the `file` entry of binlog `file` (entries are in file order: trailers find it)."""
     index = file_index(file)[1]
     for seg in segs:
@@ -79,7 +80,7 @@ def _fde_seq(gen: Generation, segs: list, file: str) -> int:
             if entry.meta.get("kind") == "file" and entry.meta.get("file") == file:
                 return entry.seq
         break
-    raise SegmentError(f"{gen.path}: no format description of {file} in the archive")
+    return None  # before the archive's (pruned) start: not a base any more
 
 
 def _tie(gen: Generation, segs: list, dump: dict, start: tuple[int, int]) -> Tied | None:
@@ -115,7 +116,10 @@ def _tie(gen: Generation, segs: list, dump: dict, start: tuple[int, int]) -> Tie
         tied = Tied(dump["snapshot"], dump["file"], dump["pos"],
                     prev_ts if prev_ts is not None else dump["finished"], last_seq)
     if segs:
-        tied.fde_seq = _fde_seq(gen, segs, dump["file"])
+        fde = _fde_seq(gen, segs, dump["file"])
+        if fde is None:
+            return None
+        tied.fde_seq = fde
     return tied
 
 
@@ -181,66 +185,14 @@ class PitrPlan:
                 f"then the archived binlog of generation {self.generation.id} up to {upto}")
 
 
-def read_status(backup_path: Path, source: str = "mysql") -> dict:
-    """The running archiver's status.json ({} when there is none)."""
-    try:
-        st = json.loads((SourceArchive(backup_path, source).path / "status.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return st if isinstance(st, dict) else {}
-
-
-STALE_AFTER, LAG_WARN = 30.0, 10.0
-
-
-def status_summary(st: dict, *, expected: bool, now: float | None = None) -> dict:
-    """The archiver's state and warnings for list/status (`expected`: the config enables it)."""
-    now = time.time() if now is None else now
-    updated = st.get("updated")
-    age = now - updated if isinstance(updated, int | float) else None
-    lag = st.get("lag_seconds") if isinstance(st.get("lag_seconds"), int | float) else None
-    warnings = []
-    if expected:
-        if age is None:
-            warnings.append("mysql: continuous archiving is configured but no archiver has reported "
-                            "yet (is tracker-backup-archive.service running?)")
-        elif age > STALE_AFTER:
-            warnings.append(f"mysql: the archiver last reported {age:.0f} s ago (stopped, hung or "
-                            "stalled: journalctl -u tracker-backup-archive)")
-        if st.get("stalled"):
-            warnings.append(f"mysql: archive stalled: {st['stalled']}")
-        if lag is not None and lag > LAG_WARN:
-            warnings.append(f"mysql: archive lag {lag:.1f} s exceeds {LAG_WARN:.0f} s")
-        behind = st.get("bytes_behind")
-        if isinstance(behind, int) and behind > (1 << 20):
-            warnings.append(f"mysql: the archiver is {behind} bytes of binlog behind the server")
-    return {"configured": expected, "reported_age_seconds": round(age, 1) if age is not None else None,
-            "lag_seconds": lag, "generation": st.get("generation"), "last_seq": st.get("last_seq"),
-            "stalled": st.get("stalled"), "warnings": warnings}
-
-
-def parse_at(text: str) -> float | None:
-    """`latest` → None; ISO-8601 UTC (`2026-12-01T07:00:05Z`) → POSIX seconds."""
-    if text == "latest":
-        return None
-    value = text.strip()
-    value = value[:-1] + "+00:00" if value.endswith("Z") else value
-    try:
-        ts = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"--at {text!r}: expected 'latest' or an ISO-8601 UTC time such as "
-                         "2026-12-01T07:00:05Z") from None
-    return (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).timestamp()
-
-
 def _caught_up(backup_path: Path, source: str, gen: Generation) -> float | None:
     """Until when the running archiver had everything the server had (its status.json)."""
-    st = read_status(backup_path, source)
+    st = archive_status.read_status(backup_path, source)
     if not st:
         return None
     if st.get("generation") != gen.id or st.get("stalled") or st.get("bytes_behind") not in (0, None):
         return None
-    if st.get("pending"):
+    if st.get("pending") or not st.get("streaming"):
         return None
     return float(st["updated"]) - 1.0  # one poll and publish interval of slack
 
@@ -333,8 +285,17 @@ def restore_at(client: MysqlClient, tools: Tools, backup_path: Path, at: float |
     loaded = load_dump(p.base.snapshot)
     t1 = time.monotonic()
     counter: dict = {}
-    replayed = replay(client, tools, pieces(p, counter), source_db=source_db, target_db=target_db,
-                      stop=None if math.isinf(p.stop) else p.stop)
+    stream = pieces(p, counter)
+    head: list[ReplayPiece] = []
+    for piece in stream:  # up to the first transaction: is there anything to replay at all?
+        head.append(piece)
+        if piece.kind == "trx":
+            break
+    if any(piece.kind == "trx" for piece in head):
+        replayed = replay(client, tools, itertools.chain(head, stream), source_db=source_db,
+                          target_db=target_db, stop=None if math.isinf(p.stop) else p.stop)
+    else:  # the dump is the newest state the archive knows
+        replayed = {"transactions": 0, "bytes": 0, "last_timestamp": None, "seconds": 0.0}
     t2 = time.monotonic()
     counts, bad = check_tables(client, target_db)
     if bad:

@@ -15,7 +15,10 @@ import time
 from dataclasses import dataclass, field
 
 from tracker_backup import restore_plan
+from tracker_backup.archive import retention as archive_retention
+from tracker_backup.archive import status as archive_status
 from tracker_backup.archive.store import SourceArchive
+from tracker_backup.archive.times import parse_at
 from tracker_backup.engines.contract import Part, RestoreAction, RestoreResult, RestoreStep
 from tracker_backup.engines.mysql import restore as mysql_restore
 from tracker_backup.engines.mysql.binlog import checks, pitr
@@ -27,6 +30,7 @@ from tracker_backup.store import Snapshot, Store
 
 log = logging.getLogger(__name__)
 SOURCE = "mysql"
+BEHIND_WARN = 1 << 20  # bytes of binlog the archiver may trail the server before status warns
 
 
 @dataclass
@@ -67,7 +71,7 @@ def _dump_loader(config, cfg: MysqlConfig, target: str):
 def plan_restore_at(config, at_text: str, args: argparse.Namespace | None) -> RestoreStep:
     """`restore --kind mysql --at TIME|latest [--database NAME]`: dump + archived binlog."""
     try:
-        at = pitr.parse_at(at_text)
+        at = parse_at(at_text)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     cfg = _config(config, args)
@@ -141,12 +145,38 @@ def report(config, snapshots: list[Snapshot] | None = None) -> dict | None:
     if not expected and not SourceArchive(backup_path, SOURCE).generations():
         return None
     rng = pitr.describe(backup_path, SOURCE)
-    st = pitr.read_status(backup_path, SOURCE)
-    out = pitr.status_summary(st, expected=expected)
+    st = archive_status.read_status(backup_path, SOURCE) or {}
+    out = archive_status.summary(backup_path, SOURCE, expected=expected)
     behind = st.get("bytes_behind")
+    if expected and isinstance(behind, int) and behind > BEHIND_WARN:
+        out["warnings"].append(f"{SOURCE}: the archiver is {behind} bytes of binlog behind the server")
     out.update(oldest=rng["oldest"], newest=rng["newest"], generations=rng["generations"],
                oldest_iso=pitr.format_time(rng["oldest"]) if rng["oldest"] else None,
                newest_iso=pitr.format_time(rng["newest"]) if rng["newest"] else None,
                binlog_file=st.get("binlog_file"), binlog_pos=st.get("binlog_pos"),
                bytes_behind=behind)
     return out
+
+
+def prune(config, kept: list[Snapshot], dry_run: bool) -> list[str]:
+    """Archive retention given the snapshots kept: the oldest kept dump is the anchor.
+
+    A kept dump needs the archive from its binlog file's format description on
+    (replay reads from there), so that entry is what the generic rule keeps.
+    """
+    backup_path = config.backup.path
+    archive = SourceArchive(backup_path, SOURCE)
+    if not archive.generations():
+        return []
+    kept_ids = {s.id for s in kept if s.good}
+    kept_bases: dict[str, list[int]] = {}
+    for span in pitr.spans(backup_path, SOURCE):
+        for base in span.bases:
+            if base.snapshot in kept_ids:
+                kept_bases.setdefault(span.generation.id, []).append(max(0, base.fde_seq - 1))
+    started = [s.started.timestamp() for s in kept if s.good and s.started]
+    plan = archive_retention.plan_prune(archive, kept_bases, min(started) if started else None,
+                                        config.retention.keep_days, time.time())
+    if not dry_run:
+        archive_retention.apply_prune(plan)
+    return [("would delete " if dry_run else "deleted ") + d.line() for d in plan]
