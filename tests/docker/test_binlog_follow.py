@@ -16,6 +16,7 @@ import pytest
 
 from support.deployment import BACKUP_USER, DATABASE
 from support.mariadb import MysqlWriter
+from support.proc_scan import ProcScanner
 from tracker_backup.engines.mysql.binlog import stream as stream_mod
 from tracker_backup.engines.mysql.binlog.events import StreamParser
 from tracker_backup.engines.mysql.binlog.follow import BinlogFollower
@@ -72,6 +73,8 @@ def test_follower_keeps_every_transaction_once_across_rotations_kills_and_a_cont
     writer = MysqlWriter(host.dep, DATABASE, tmp_path / "w.json", rate=150, existing=1000)
     follower = BinlogFollower(client, tools, stream_mod.archiver_server_id("test"), *start)
     entries = []
+    scanner = ProcScanner(host.password)  # the binlog tool's password: never in argv or environ
+    scanner.start()
     try:
         deadline = time.monotonic() + 3
         while time.monotonic() < deadline:
@@ -94,6 +97,8 @@ def test_follower_keeps_every_transaction_once_across_rotations_kills_and_a_cont
     end = master_status(host)
     entries += follow_until(follower, end)
     follower.stop()
+    scanner.stop()
+    assert "mariadb-binlog" in scanner.seen and scanner.leaks == [], (sorted(scanner.seen), scanner.leaks)
     assert follower.restarts >= 1 and follower.runs >= 4, (follower.runs, follower.last_error)
 
     trx = [(m, d) for m, d in entries if m["kind"] == "trx"]

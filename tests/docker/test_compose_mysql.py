@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 
 from support.deployment import DATABASE, TRACKER_UID
 from support.mariadb import MysqlWriter
+from support.proc_scan import ProcScanner
 
 pytestmark = [pytest.mark.docker, pytest.mark.mysql]
 TORRENTS = 300_000  # a dump of ~20 MB: long enough, under a rate limit, to act during it
@@ -33,46 +33,6 @@ def mysql_counts(host, database: str = DATABASE) -> dict[str, int]:
                         "ALL SELECT 'torrent_aggregate_metrics', COUNT(*) FROM "
                         "torrent_aggregate_metrics", database)
     return {t: int(n) for t, n in rows}
-
-
-class ProcScanner(threading.Thread):
-    """Reads every /proc/*/cmdline and /proc/*/environ on the host, over and over.
-
-    Container processes are host processes in another pid namespace: the
-    host's /proc shows them (the mysql client run by `docker compose exec`
-    inside the container included), so one scan covers both sides.
-    """
-
-    def __init__(self, *secrets: str):
-        super().__init__(daemon=True)
-        self.secrets = [s.encode() for s in secrets]
-        self.leaks: list[str] = []
-        self.seen: set[str] = set()  # argv[0] basenames of every process seen
-        self.scans = 0
-        self._halt = threading.Event()
-
-    def run(self) -> None:
-        while not self._halt.is_set():
-            for pid in os.listdir("/proc"):
-                if not pid.isdigit() or int(pid) == os.getpid():
-                    continue
-                try:
-                    with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                        cmdline = fh.read()
-                    with open(f"/proc/{pid}/environ", "rb") as fh:
-                        environ = fh.read()
-                except OSError:
-                    continue
-                self.seen.add(os.path.basename(cmdline.split(b"\0")[0]).decode(errors="replace"))
-                for what, data in (("cmdline", cmdline), ("environ", environ)):
-                    if any(secret in data for secret in self.secrets):
-                        self.leaks.append(f"pid {pid} {what}: {cmdline[:200]!r}")
-            self.scans += 1
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        self._halt.set()
-        self.join(timeout=10)
 
 
 @pytest.fixture(scope="module")
