@@ -28,7 +28,7 @@ private = false
 
 [core.database]
 driver = "sqlite3"
-path = "/var/lib/torrust/tracker/database/sqlite3.db"
+path = "/var/lib/torrust/tracker/database/tracker.db"
 
 [[udp_trackers]]
 bind_address = "0.0.0.0:6969"

@@ -61,7 +61,7 @@ exclude = tracker/log/**
     assert cfg.sqlite.stop_command[3] == "/opt/torrust/docker compose.yml"
     assert cfg.files.include == ("tracker/etc/**", "caddy/etc/**")
     assert cfg.source_names == ["sqlite", "files"]
-    assert "max_lock = 0.5" in render_config(cfg)
+    assert "max_lock = 500ms" in render_config(cfg)  # as written, not 0.5
 
 
 @pytest.mark.parametrize("text,expected", [
@@ -128,7 +128,10 @@ def test_cli_reports_config_errors_with_exit_2_and_no_traceback(tmp_path):
 
 
 def test_check_config_prints_the_effective_configuration(tmp_path):
-    proc = Cli(write(tmp_path, MINIMAL))("check-config", check=True)
+    from support.tracker_db import create_tracker_db
+
+    db = create_tracker_db(tmp_path / "tracker.db", rows=10)
+    proc = Cli(write(tmp_path, f"[sqlite]\ndatabase = {db}\n"))("check-config", check=True)
     assert "[backup]\npath = /var/backups/tracker-backup" in proc.stdout
     assert "keep_last = 3" in proc.stdout and "configuration OK" in proc.stdout
 

@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def dispatch(args: argparse.Namespace, config: Config) -> int:
+def dispatch(args: argparse.Namespace, config: Config | None) -> int:
     """Run the chosen command's handler (every command sets one)."""
     return args.handler(args, config, sys.stdout)
 
@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.unraisablehook = lambda u: log.debug("ignored during cleanup: %s: %s",
                                              u.exc_type.__name__, u.exc_value)
     try:
-        config = load_config(args.config)
+        # Commands that make the configuration (init) run without one.
+        config = load_config(args.config) if getattr(args, "needs_config", True) else None
     except ConfigError as exc:
         logs.event("config-error", f"configuration error: {exc}", error=True)
         return exc.exit_code

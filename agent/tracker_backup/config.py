@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import configparser
 import dataclasses
+import difflib
 import math
 import os
 import re
@@ -129,6 +130,49 @@ def default_config_path() -> Path:
     return Path(env) if env else DEFAULT_CONFIG_PATH
 
 
+def closest(word: str, choices: list[str], cutoff: float = 0.6) -> str | None:
+    """The valid name a misspelled one most likely meant (difflib), or None."""
+    matches = difflib.get_close_matches(word.lower(), choices, n=1, cutoff=cutoff)
+    return matches[0] if matches else None
+
+
+class Duration(float):
+    """Seconds that print the way the config wrote them (`10m`, `2s`, `500ms`).
+
+    A float for every computation; str() gives the text as written in the file, or for
+    a default the shortest exact form (600 → 10m), so check-config shows `max_lock = 2s`.
+    """
+
+    text: str
+
+    def __new__(cls, seconds: float, text: str | None = None) -> Duration:
+        obj = super().__new__(cls, seconds)
+        obj.text = text.strip() if text else format_duration(seconds)
+        return obj
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __format__(self, spec: str) -> str:
+        return self.text if not spec else float(self).__format__(spec)
+
+    def __reduce__(self):
+        return (Duration, (float(self), self.text))
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest exact duration text: 600 → 10m, 2 → 2s, 0.5 → 500ms, 0 → 0."""
+    if seconds == 0:
+        return "0"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size and float(seconds / size).is_integer():
+            return f"{int(seconds // size)}{unit}"
+    ms = seconds * 1000
+    if float(ms).is_integer():
+        return f"{int(ms)}ms"
+    return f"{seconds:g}s"
+
+
 def parse_duration(text: str) -> float:
     """Parse `2s`, `10m`, `1.5h`, `500ms` or a plain number of seconds."""
     m = _DURATION_RE.match(text.lower())
@@ -159,6 +203,11 @@ class Section:
         if key in self.items:
             return self.items[key].strip()
         if default is _REQUIRED:
+            # A misspelling of this very key is the likelier mistake: name it first.
+            typo = closest(key, [k for k in self.items if k not in self.used], cutoff=0.75)
+            if typo:
+                raise ConfigError(f"{self.file}: [{self.name}] unknown key {typo!r}: did you "
+                                  f"mean {key!r}? ({key} is required)")
             raise ConfigError(f"{self.file}: [{self.name}] {key} is missing: it is required")
         return default
 
@@ -218,10 +267,11 @@ class Section:
             raise self.error(key, str(value), f"a number from {lo:g} to {hi:g}")
         return number
 
-    def duration(self, key: str, default: float, lo: float = 0.0, hi: float = 86400 * 366) -> float:
+    def duration(self, key: str, default: float, lo: float = 0.0,
+                 hi: float = 86400 * 366) -> Duration:
         value = self.raw(key, default)
         if isinstance(value, float | int):
-            return float(value)
+            return Duration(float(value))
         expected = f"a duration such as 2s, 500ms, 10m or 1h (from {lo:g}s to {hi:g}s)"
         try:
             seconds = parse_duration(str(value))
@@ -229,7 +279,7 @@ class Section:
             raise self.error(key, str(value), expected) from None
         if not lo <= seconds <= hi:
             raise self.error(key, str(value), expected)
-        return seconds
+        return Duration(seconds, str(value))
 
     def choice(self, key: str, default: str, choices: tuple[str, ...]) -> str:
         value = str(self.raw(key, default)).lower()
@@ -261,8 +311,10 @@ class Section:
         unknown = sorted(set(self.items) - self.used)
         if unknown:
             known = ", ".join(sorted(self.used))
+            guess = closest(unknown[0], sorted(self.used))
+            hint = f"did you mean {guess!r}? " if guess else ""
             raise ConfigError(
-                f"{self.file}: [{self.name}] unknown key {unknown[0]!r}: "
+                f"{self.file}: [{self.name}] unknown key {unknown[0]!r}: {hint}"
                 f"expected one of {known}"
             )
 
@@ -303,8 +355,10 @@ def load_config(path: Path | str | None = None) -> Config:
     known = (*CORE_SECTIONS, *engines.kinds())
     for name in parser.sections():
         if name not in known:
+            guess = closest(name, list(known))
+            hint = f"did you mean [{guess}]? " if guess else ""
             raise ConfigError(
-                f"{file}: unknown section [{name}]: expected one of "
+                f"{file}: unknown section [{name}]: {hint}expected one of "
                 + ", ".join(f"[{s}]" for s in known)
             )
 

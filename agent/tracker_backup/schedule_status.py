@@ -36,7 +36,8 @@ def timer_info(config: Config, last_success_age_sec: float | None) -> dict:
 
     Keys: timer (e.g. "active (waiting)" or why it is unknown), next_run, last_trigger,
     schedule, schedule_enabled, schedule_interval_sec, schedule_warnings (a list the
-    caller appends to its own warnings).
+    caller appends to its own warnings), stale (the last success is older than twice
+    the schedule). next_run is None when the timer has no next elapse (inactive).
     """
     s = config.schedule
     interval = schedule_interval(s.on_calendar)
@@ -48,6 +49,7 @@ def timer_info(config: Config, last_success_age_sec: float | None) -> dict:
         "next_run": None,
         "last_trigger": None,
         "schedule_warnings": [],
+        "stale": False,
     }
     warnings = info["schedule_warnings"]
     try:
@@ -69,6 +71,7 @@ def timer_info(config: Config, last_success_age_sec: float | None) -> dict:
     if s.enabled and interval and last_success_age_sec is not None:
         limit = 2 * interval + s.randomized_delay
         if last_success_age_sec > limit:
+            info["stale"] = True
             warnings.append(
                 f"last successful backup is {last_success_age_sec / 3600:.1f}h old, more than "
                 f"twice the schedule ({s.on_calendar}: every {interval / 3600:.1f}h)")

@@ -29,15 +29,25 @@ MESSAGE_IDS = {
     "drill-succeeded": "a5a6e339a69b4c4e852dd7f8aaa0a65c",
     "drill-failed": "a094a059ddf9498bb7b832b6814d2190",
     "restored": "f3671837556b4a818e0a861a21780897",
+    "audit": "d088a8ae407f4932b353fad41f216cb2",  # a restore or drill: who, what, where, result
 }
 
 
 def stderr_is_journal() -> bool:
     """True when our stderr is connected to journald (systemd sets JOURNAL_STREAM)."""
+    return _is_journal_stream(sys.stderr)
+
+
+def stdout_is_journal() -> bool:
+    """True when our stdout is connected to journald (a unit's default StandardOutput=)."""
+    return _is_journal_stream(sys.stdout)
+
+
+def _is_journal_stream(stream) -> bool:
     value = os.environ.get("JOURNAL_STREAM", "")
     try:
         dev, ino = (int(x) for x in value.split(":"))
-        st = os.fstat(sys.stderr.fileno())
+        st = os.fstat(stream.fileno())
     except (ValueError, OSError, AttributeError):
         return False
     return (st.st_dev, st.st_ino) == (dev, ino)
@@ -201,10 +211,21 @@ def unit_file_exists(name: str) -> bool:
     return (value.decode() if isinstance(value, bytes) else str(value)) not in ("masked", "bad")
 
 
+USEC_INFINITY = 2**64 - 1  # systemd's "never" (USEC_INFINITY), e.g. an inactive timer's next elapse
+
+
+def usec_to_seconds(usec: int) -> float | None:
+    """A systemd timestamp (µs since the epoch) as POSIX seconds; None for 0 and "never"."""
+    if not usec or usec >= USEC_INFINITY:
+        return None
+    return usec / 1e6
+
+
 def timer_state(name: str = TIMER) -> dict:
     """ActiveState/SubState, next and last elapse of a timer, read over D-Bus.
 
-    Times are POSIX seconds (None when systemd reports none).
+    Times are POSIX seconds (None when systemd reports none, or "never": an inactive
+    timer's next elapse is UINT64_MAX).
     """
     systemd1 = _pystemd()
 
@@ -226,8 +247,8 @@ def timer_state(name: str = TIMER) -> dict:
         "load_state": text(load),
         "active_state": text(active),
         "sub_state": text(sub),
-        "next_elapse": next_us / 1e6 if next_us else None,
-        "last_trigger": last_us / 1e6 if last_us else None,
+        "next_elapse": usec_to_seconds(next_us),
+        "last_trigger": usec_to_seconds(last_us),
     }
 
 

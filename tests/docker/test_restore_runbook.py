@@ -67,6 +67,14 @@ def runbook_units() -> dict[str, str]:
 UNITS = [h for h in runbook_units() if h != PREAMBLE]
 
 
+def runbook_tar_diff_line() -> str:
+    """The runbook's `tar -df` check of the live storage, verbatim (from section 6.1)."""
+    lines = [line for line in runbook_units()["6.1 New host, SQLite tracker"].splitlines()
+             if "tar -df" in line]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
 def test_the_runbook_has_the_sections_the_tests_expect():
     assert runbook_units()[PREAMBLE]
     assert UNITS == ["2. Restore with the agent", "3. SQLite by hand", "4. Files by hand",
@@ -225,6 +233,10 @@ def test_runbook_section_runs_and_restores(host, unit):
         check_mysql(dep, host.manifest)
         assert [n for n in os.listdir(db.parent) if ".before-restore-" in n]
         assert "drill OK" in out and "last drill:   ok" in out
+        # 6.3's check, with the runbook's own `tar -df` line: the restored storage files
+        # are as backed up, to the nanosecond of their mtimes.
+        check = host.substitute(units[PREAMBLE] + "\n" + runbook_tar_diff_line(), dep.opt)
+        assert host.sh(check).count("differs") == 0
     elif unit.startswith("3."):
         check_sqlite(host, db, written_since=True)
         assert [n for n in os.listdir(db.parent) if ".before-restore-" in n and n.endswith("-wal")]
@@ -233,6 +245,10 @@ def test_runbook_section_runs_and_restores(host, unit):
         assert (storage / "tracker/etc/tracker.toml").read_text() == TOML
         assert "the files above differ from the snapshot" in out
         assert (host.scratch / "caddy/etc/Caddyfile").is_file()
+        # Only the damaged file differs: unchanged ones keep their exact mtime in the archive.
+        differences = [line for line in out.splitlines() if "differs" in line]
+        assert differences and all(d.startswith("tracker/etc/tracker.toml:") for d in differences), \
+            differences
     elif unit.startswith("5."):
         check_mysql(dep, host.manifest)
     elif unit.startswith("6.1"):

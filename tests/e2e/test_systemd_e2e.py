@@ -195,6 +195,12 @@ def test_disabled_config_stops_the_timer_and_manual_start_still_works(tracker):
         ["journalctl", "--no-pager", "-o", "cat", "-u", "tracker-backup-schedule"]).stdout,
         what="apply-schedule's report in the journal")
     assert box.run(["systemctl", "is-active", "tracker-backup-drill.timer"], check=False).stdout.strip() == "inactive"
+    # An inactive timer has no next elapse (systemd: UINT64_MAX): "not scheduled", not a crash.
+    status = box.run(["tracker-backup", "status", "--json"], check=False)
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert json.loads(status.stdout)["next_run"] is None
+    text = box.run(["tracker-backup", "status"], check=False)
+    assert text.returncode == 0 and "next run:     not scheduled" in text.stdout, text.stdout
     before = len(snapshots(box))
     box.run(["systemctl", "start", "tracker-backup.service"], timeout=180)
     assert show(box, "tracker-backup", "Result")["Result"] == "success"
@@ -213,6 +219,22 @@ def test_enable_and_disable_commands_apply_at_once_and_keep_comments(tracker):
     assert "tracker-backup.timer: inactive" in out, out
     assert "enabled = no   ; the switch" in box.run(["cat", CONF]).stdout
     box.run(["tracker-backup", "enable"])
+
+
+def test_a_restore_from_a_shell_leaves_an_audit_entry_in_the_journal(tracker):
+    box = tracker
+    snap = snapshots(box)[0]["id"]
+    box.run(["env", "SUDO_USER=alice", "tracker-backup", "restore", snap, "--kind", "files",
+             "--to", "/var/tmp/audit-restore"], timeout=120)
+    out = box.run(["journalctl", "--no-pager", "-o", "json", "TRACKER_BACKUP_EVENT=audit"]).stdout
+    entries = [json.loads(line) for line in out.splitlines() if line.strip()]
+    mine = [e for e in entries if e.get("TARGET") == "/var/tmp/audit-restore"]
+    assert len(mine) == 1, entries
+    entry = mine[0]
+    assert (entry["AUDIT_ACTION"], entry["RESULT"], entry["SNAPSHOT"], entry["KINDS"]) == (
+        "restore", "ok", snap, "files")
+    assert (entry["AUDIT_USER"], entry["AUDIT_UID"], entry["SUDO_USER"]) == ("root", "0", "alice")
+    assert entry["MESSAGE_ID"] == MESSAGE_IDS["audit"]
 
 
 def test_failed_backup_fails_the_unit_logs_an_error_event_and_never_prunes(tracker):

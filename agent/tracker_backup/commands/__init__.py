@@ -13,6 +13,7 @@ from tracker_backup.commands import (
     check_config,
     drill,
     export,
+    init,
     list,  # noqa: A004 - the verb's name
     metrics,
     prune,
@@ -25,8 +26,8 @@ from tracker_backup.commands import (
 )
 
 # In the order `tracker-backup --help` lists them.
-CORE = (run, list, verify, prune, status, metrics, check_config, window_recover, restore, drill,
-        export, schedule, archive)
+CORE = (init, run, list, verify, prune, status, metrics, check_config, window_recover, restore,
+        drill, export, schedule, archive)
 
 
 def register_all(subparsers) -> None:

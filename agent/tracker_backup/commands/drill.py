@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from tracker_backup import engines, logs
+from tracker_backup import audit, engines, logs
 from tracker_backup import restore_plan as planning
 from tracker_backup.commands.args import snapshot_command
 from tracker_backup.config import Config, parse_duration
@@ -76,11 +76,33 @@ def _lock(store: Store, wait: float) -> Iterator[None]:
 
 
 def drill(config: Config, *, snap_id: str, as_json: bool, out, wait: float = 0.0) -> int:
-    """Run one drill; print and record the result; 0 if the snapshot restored, else 1."""
+    """Run one drill; print and record the result; 0 if the snapshot restored, else 1.
+
+    Every drill, whatever its outcome, leaves an audit entry in the journal (audit.py).
+    """
+    trail: dict = {"snapshot": snap_id, "kinds": [],
+                   "target": f"{config.backup.path}/.staging-drill-* (scratch)"}
+    try:
+        code = _drill(config, snap_id=snap_id, as_json=as_json, out=out, wait=wait,
+                      trail=trail)
+    except BaseException as exc:
+        audit.record("drill", snapshot=trail["snapshot"], kinds=trail["kinds"],
+                     target=trail["target"], result="failed",
+                     error=str(exc) or type(exc).__name__)
+        raise
+    audit.record("drill", snapshot=trail["snapshot"], kinds=trail["kinds"],
+                 target=trail["target"], result="ok" if code == 0 else "failed",
+                 error="; ".join(trail.get("problems", [])) or None)
+    return code
+
+
+def _drill(config: Config, *, snap_id: str, as_json: bool, out, wait: float,
+           trail: dict) -> int:
     store = Store(config.backup.path)
     store.prepare(require_mountpoint=config.backup.require_mountpoint, create=False)
     with _lock(store, wait):
         snap = store.get(snap_id)
+        trail["snapshot"] = snap.id
         started = utc_now()
         t0 = time.monotonic()
         details: dict = {}
@@ -118,6 +140,7 @@ def drill(config: Config, *, snap_id: str, as_json: bool, out, wait: float = 0.0
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         rto = time.monotonic() - t0
+        trail.update(kinds=sorted(details), problems=problems)
         result = "failed" if problems else "ok"
         record = {"result": result, "at": iso(utc_now()), "started": iso(started),
                   "rto_sec": round(rto, 3), "kinds": sorted(details), "details": details,

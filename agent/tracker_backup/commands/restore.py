@@ -14,13 +14,13 @@ import os
 import time
 from pathlib import Path
 
-from tracker_backup import engines, logs
+from tracker_backup import audit, engines, logs
 from tracker_backup import restore_plan as planning
 from tracker_backup.archive.times import parse_at
 from tracker_backup.commands.args import snapshot_command
 from tracker_backup.config import Config
 from tracker_backup.engines.contract import Engine, RestoreContext, RestoreResult
-from tracker_backup.errors import EXIT_OK, UsageError
+from tracker_backup.errors import EXIT_OK, EXIT_RUN_FAILED, UsageError
 from tracker_backup.store import Store, utc_now
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,30 @@ def restore_at(config: Config, args: argparse.Namespace, kind: str, out) -> int:
 
 def restore(config: Config, args: argparse.Namespace, *, snap_id: str, kinds: tuple[str, ...],
             dry_run: bool, out) -> int:
-    """Restore the chosen kinds of one snapshot; return 0 (raises on any failure)."""
+    """Restore the chosen kinds of one snapshot; return 0 (raises on any failure).
+
+    A dry run returns 1 when a step is BLOCKED (the restore would be refused). Every real
+    restore, finished or failed, leaves an audit entry in the journal (audit.py).
+    """
+    trail = {"snapshot": snap_id, "kinds": list(kinds),
+             "targets": [str(args.to)] if args.to is not None else []}
+    try:
+        code = _restore(config, args, snap_id=snap_id, kinds=kinds, dry_run=dry_run, out=out,
+                        trail=trail)
+    except BaseException as exc:
+        if not dry_run:
+            audit.record("restore", snapshot=trail["snapshot"], kinds=trail["kinds"],
+                         target=",".join(trail["targets"]), result="failed",
+                         error=str(exc) or type(exc).__name__)
+        raise
+    if not dry_run:
+        audit.record("restore", snapshot=trail["snapshot"], kinds=trail["kinds"],
+                     target=",".join(trail["targets"]), result="ok")
+    return code
+
+
+def _restore(config: Config, args: argparse.Namespace, *, snap_id: str, kinds: tuple[str, ...],
+             dry_run: bool, out, trail: dict) -> int:
     store = Store(config.backup.path)
     store.prepare(require_mountpoint=config.backup.require_mountpoint, create=False,
                   writable=False)  # restoring from a volume mounted read-only must work
@@ -110,16 +133,22 @@ def restore(config: Config, args: argparse.Namespace, *, snap_id: str, kinds: tu
                          journal if os.access(journal.parent, os.W_OK) else None)
     with store.lock("restore"):
         snap = store.get(snap_id)
+        trail["snapshot"] = snap.id
         parts = planning.parts_of(snap, kinds)
+        trail["kinds"] = [p.kind for p in parts]
         planning.verify_parts(snap, parts)
         print(f"snapshot {snap.id} ({(snap.manifest or {}).get('started', '?')}): "
               f"checksums of {sum(len(p.artifacts) for p in parts)} artifact(s) OK", file=out)
         steps = [_engine(part).plan_restore(config, snap, part, args) for part in parts]
+        trail["targets"] = [step.action.target for step in steps]
         for step in steps:
             for line in step.action.lines():
                 print(line, file=out)
         if dry_run:
             print("dry run: nothing was changed", file=out)
+            if any(step.action.blocked for step in steps):
+                print("dry run: the restore is BLOCKED as things stand (see above)", file=out)
+                return EXIT_RUN_FAILED
             return EXIT_OK
         blocked = [s.needs_force for s in steps if s.needs_force]
         if blocked:

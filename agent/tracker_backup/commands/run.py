@@ -11,9 +11,10 @@ from __future__ import annotations
 import argparse
 import logging
 import socket
+import sys
 import time
 
-from tracker_backup import __version__, engines, logs
+from tracker_backup import __version__, engines, logs, systemd
 from tracker_backup.config import Config
 from tracker_backup.engines.contract import RunContext, SourceResult
 from tracker_backup.errors import EXIT_OK, LockHeld, RunFailed, TrackerBackupError, VerifyFailed
@@ -35,7 +36,11 @@ def register(subparsers) -> None:
 
 
 def _handler(args: argparse.Namespace, config: Config, out) -> int:
-    print(run(config, prune=not args.no_prune), file=out)
+    snap_id = run(config, prune=not args.no_prune)
+    # The bare id is for scripts capturing stdout; in the journal it would be a line
+    # without context (the run-succeeded event already carries SNAPSHOT=).
+    if not (out is sys.stdout and systemd.stdout_is_journal()):
+        print(snap_id, file=out)
     return EXIT_OK
 
 

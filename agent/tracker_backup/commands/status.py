@@ -1,4 +1,8 @@
-"""`tracker-backup status`: last run, last success, snapshots, free space (read-only)."""
+"""`tracker-backup status`: last run, last success, snapshots, free space (read-only).
+
+Exit status for monitoring: 1 when the last run failed or the last success is older
+than twice the schedule (the reason is in the warnings), else 0.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from datetime import datetime
 from tracker_backup import engines
 from tracker_backup.commands.args import view_command
 from tracker_backup.config import Config
+from tracker_backup.errors import EXIT_OK, EXIT_RUN_FAILED
 from tracker_backup.humanize import human_age, human_bytes
 from tracker_backup.store import Store, free_bytes, parse_iso, utc_now
 
@@ -45,6 +50,11 @@ def status_data(config: Config, now: datetime | None = None) -> dict:
     data["last_restore_drill"] = drills[0] if drills else None
     proven = [d for d in drills if d.get("result") == "ok"]
     data["last_proven_restorable"] = proven[0] if proven else None
+    last = state.get("last_run")
+    if last and last.get("result") == "failed":
+        when = str(last.get("finished", "?"))[:19].replace("T", " ")
+        data["warnings"].append(f"last run failed at {when} UTC: "
+                                f"{last.get('error') or 'see journalctl -u tracker-backup'}")
     last_ok = state.get("last_success")
     if last_ok:
         age = (now - parse_iso(last_ok["finished"])).total_seconds()
@@ -62,6 +72,8 @@ def status_data(config: Config, now: datetime | None = None) -> dict:
         data["warnings"] += data.pop("schedule_warnings", [])
     except ImportError:
         pass
+    # What monitoring acts on (also the exit status): the last run failed, or backups stopped.
+    data["healthy"] = not (last and last.get("result") == "failed") and not data.get("stale")
     return data
 
 
@@ -92,10 +104,11 @@ def archive_lines(reports: dict) -> list[str]:
 
 def status(config: Config, *, as_json: bool, out) -> int:
     data = status_data(config)
+    code = EXIT_OK if data["healthy"] else EXIT_RUN_FAILED
     if as_json:
         json.dump(data, out, indent=2)
         out.write("\n")
-        return 0
+        return code
     last = data["last_run"]
     if last:
         line = (f"last run:     {last['result']} at {last['finished'][:19].replace('T', ' ')} UTC"
@@ -121,11 +134,13 @@ def status(config: Config, *, as_json: bool, out) -> int:
     if drill:
         print(f"last drill:   {drill.get('result')} at {drill.get('at', '')[:19].replace('T', ' ')}"
               f" UTC, snapshot {drill['snapshot']}, RTO {drill.get('rto_sec', 0):.1f}s", file=out)
-    for key, label in (("timer", "timer:        "), ("next_run", "next run:     ")):
-        if data.get(key):
-            print(f"{label}{data[key]}", file=out)
+    timer = data.get("timer")
+    if timer:
+        print(f"timer:        {timer}", file=out)
+        if not timer.startswith("unknown"):
+            print(f"next run:     {data.get('next_run') or 'not scheduled'}", file=out)
     for line in archive_lines(data["archive"]):
         print(f"archive:      {line}", file=out)
     for warning in data["warnings"]:
         print(f"WARNING: {warning}", file=out)
-    return 0
+    return code

@@ -26,6 +26,7 @@ from tracker_backup.artifacts import Artifact
 from tracker_backup.config import BackupConfig
 from tracker_backup.errors import RunFailed, UsageError
 from tracker_backup.manifest import SourceEntry, source_entry
+from tracker_backup.preflight import Findings
 from tracker_backup.throttle import RateLimiter
 
 if TYPE_CHECKING:
@@ -83,12 +84,16 @@ class RestoreAction:
     target: str
     replaces: list[str] = field(default_factory=list)  # existing things changed or moved aside
     notes: list[str] = field(default_factory=list)
+    # Why the restore would be refused as things stand (e.g. a process has the database
+    # open): printed as BLOCKED, and a dry run with any exits 1.
+    blocked: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         """Human-readable description, one line per fact."""
         out = [f"{self.kind}: restore into {self.target}"]
         out += [f"  will replace: {r}" for r in self.replaces]
         out += [f"  {n}" for n in self.notes]
+        out += [f"  BLOCKED: {b}" for b in self.blocked]
         if not self.replaces:
             out.append("  replaces nothing (target is new or identical)")
         return out
@@ -191,10 +196,11 @@ class Engine(ABC):
     def parse_section(self, section: Section) -> Any:
         """The typed, validated section (a frozen dataclass); ConfigError on bad input."""
 
-    def preflight(self, config: Config) -> list[str]:
-        """check-config: what would make a backup fail, each with its fix (empty = fine)."""
+    def preflight(self, config: Config) -> Findings:
+        """check-config: problems that would make a backup fail (each with its fix),
+        warnings, and notes on what was looked at (lines without the "[kind] " prefix)."""
         del config
-        return []
+        return Findings()
 
     # -- backup --------------------------------------------------------------
     @abstractmethod

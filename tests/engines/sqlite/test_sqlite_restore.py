@@ -102,7 +102,8 @@ def test_dry_run_names_the_holder_and_what_would_move_aside_and_changes_nothing(
     cli("run", check=True)
     writer = start_writer(db, rate=50)
     before = side_files(db)
-    proc = cli("restore", "--kind", "sqlite", "--dry-run", check=True)
+    proc = cli("restore", "--kind", "sqlite", "--dry-run")
+    assert proc.returncode == EXIT_RUN_FAILED  # BLOCKED: the real restore would be refused
     assert "will replace: " + str(db) + " (moved aside" in proc.stdout
     assert f"BLOCKED: pid {writer.proc.pid}" in proc.stdout
     assert "dry run: nothing was changed" in proc.stdout

@@ -16,6 +16,7 @@ from pathlib import Path
 from tracker_backup.artifacts import ArtifactWriter
 from tracker_backup.engines.contract import RunContext, SourceResult
 from tracker_backup.engines.files.config import FilesConfig
+from tracker_backup.engines.files.mtime import set_exact_mtime
 from tracker_backup.engines.files.select import Selection
 from tracker_backup.errors import SourceError
 
@@ -67,6 +68,10 @@ class FilesBackup:
             raise SourceError(f"files: cannot read {full}: {exc.strerror} "
                               "(fix its permissions or add it to [files] exclude)") from None
         if not info.isreg():
+            try:
+                set_exact_mtime(info, os.lstat(full).st_mtime_ns)
+            except FileNotFoundError:
+                return None
             tar.addfile(info)
             return 0
         spool, info = self._read_stable(full, rel, tar, ctx)
@@ -103,6 +108,7 @@ class FilesBackup:
                 info = tar.gettarinfo(arcname=rel, fileobj=fh)
             if _same(before, after) and spool.tell() == after.st_size:
                 info.size = spool.tell()
+                set_exact_mtime(info, after.st_mtime_ns)
                 spool.seek(0)
                 return spool, info
             spool.close()

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from tracker_backup.artifacts import CHUNK, open_decompressed
 from tracker_backup.engines.contract import Part, RestoreAction, RestoreResult
+from tracker_backup.engines.files.mtime import mtime_ns_of
 from tracker_backup.errors import RunFailed
 
 log = logging.getLogger(__name__)
@@ -309,7 +310,7 @@ class _Writer:
             if self.keep_owner:
                 os.fchown(fd, m.uid, m.gid)
             os.fchmod(fd, m.mode & 0o7777)
-            os.utime(fd, ns=(int(m.mtime * 1e9),) * 2)
+            os.utime(fd, ns=(mtime_ns_of(m),) * 2)
             os.fsync(fd)
 
     def finish_dirs(self) -> None:
@@ -320,7 +321,7 @@ class _Writer:
                 if self.keep_owner:
                     os.fchown(fd, m.uid, m.gid)
                 os.fchmod(fd, m.mode & 0o7777)
-                os.utime(fd, ns=(int(m.mtime * 1e9),) * 2)
+                os.utime(fd, ns=(mtime_ns_of(m),) * 2)
                 os.fsync(fd)
             finally:
                 os.close(fd)

@@ -10,6 +10,7 @@ from tracker_backup.engines import contract
 from tracker_backup.engines.mysql import client as mysql_client
 from tracker_backup.engines.mysql import config as mysql_config
 from tracker_backup.errors import RunFailed, UsageError
+from tracker_backup.preflight import Findings
 
 if TYPE_CHECKING:
     from tracker_backup.artifacts import Artifact
@@ -33,11 +34,11 @@ class MysqlEngine(contract.Engine):
     def parse_section(self, section: Section) -> mysql_config.MysqlConfig:
         return mysql_config.parse_section(section)
 
-    def preflight(self, config: Config) -> list[str]:
+    def preflight(self, config: Config) -> Findings:
         from tracker_backup.engines.mysql.preflight import preflight
         from tracker_backup.engines.mysql.server import MysqlServer
 
-        return preflight(MysqlServer(config.section(self.kind)))
+        return Findings(problems=preflight(MysqlServer(config.section(self.kind))))
 
     def backup(self, config: Config, ctx: contract.RunContext) -> contract.SourceResult:
         from tracker_backup.engines.mysql.backup import MysqlBackup

@@ -11,6 +11,7 @@ from tracker_backup.engines import contract
 from tracker_backup.engines.sqlite import config as sqlite_config
 from tracker_backup.engines.sqlite.header import is_sqlite_file, side_paths, sqlite_file_of_side_file
 from tracker_backup.errors import RunFailed, UsageError
+from tracker_backup.preflight import Findings
 
 if TYPE_CHECKING:
     from tracker_backup.artifacts import Artifact
@@ -25,6 +26,11 @@ class SqliteEngine(contract.Engine):
 
     def parse_section(self, section: Section) -> sqlite_config.SqliteConfig:
         return sqlite_config.parse_section(section)
+
+    def preflight(self, config: Config) -> Findings:
+        from tracker_backup.engines.sqlite.preflight import check_sqlite
+
+        return check_sqlite(config.section(self.kind))
 
     def backup(self, config: Config, ctx: contract.RunContext) -> contract.SourceResult:
         from tracker_backup.engines.sqlite.backup import SqliteBackup

@@ -112,7 +112,7 @@ def plan(part: Part, target: Path, window: SqliteConfig | None) -> RestoreAction
     elif existing:
         holders = open_by(existing)
         if holders:
-            action.notes.append("BLOCKED: " + "; ".join(map(str, holders)))
+            action.blocked.append("; ".join(map(str, holders)))
     return action
 
 
