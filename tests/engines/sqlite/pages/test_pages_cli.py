@@ -207,7 +207,7 @@ def test_with_the_archiver_running_the_next_snapshot_is_built_from_the_archive(
         host.cli("run", check=True)  # the first page snapshot reads the database
         time.sleep(1.0)
         writer.stop()
-        time.sleep(1.5)  # the archiver ships the last commits (every 0.2 s)
+        wait_until_archived(host)  # the archiver ships the last commits (every 0.2 s)
         host.cli("run", check=True)
         first, second = (manifest(s)["sources"]["sqlite"] for s in host.snapshots())
         assert first["method"] == "wal-snapshot"
@@ -223,3 +223,28 @@ def test_with_the_archiver_running_the_next_snapshot_is_built_from_the_archive(
     finally:
         archiver.send_signal(signal.SIGTERM)
         archiver.communicate(timeout=30)
+
+
+def wait_until_archived(host, timeout: float = 60) -> None:
+    """Until the archive's last entry is the database's last commit (the writer stopped)."""
+    import os
+
+    from tracker_backup.archive.store import SourceArchive
+    from tracker_backup.engines.sqlite.archive.wal import read_index_header
+
+    deadline = time.monotonic() + timeout
+    fd = os.open(f"{host.db}-shm", os.O_RDONLY)
+    try:
+        while True:
+            hdr = read_index_header(fd)
+            gen = SourceArchive(host.backups, "sqlite").current()
+            segs = gen.segments()[0] if gen is not None else []
+            last = segs[-1].trailer.get("last_meta") or {} if segs else {}
+            if hdr is not None and segs and (hdr.mx_frame == 0 or (  # 0: reset after shipping
+                    last.get("salt1"), last.get("salt2"), last.get("frame")) == (
+                    hdr.salt1, hdr.salt2, hdr.mx_frame)):
+                return
+            assert time.monotonic() < deadline, f"archive behind: {last} vs {hdr}"
+            time.sleep(0.1)
+    finally:
+        os.close(fd)
