@@ -74,7 +74,7 @@ def wait_archived(archiving: Archiving, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         st = archiving.status()
-        if st.get("streaming") and not st.get("pending") and st.get("bytes_behind") == 0 \
+        if st.get("streaming") and (st.get("lag_seconds") or 0) < 2.0 and st.get("bytes_behind") == 0 \
                 and st.get("updated", 0) > time.time() - 6:
             return
         time.sleep(0.5)
