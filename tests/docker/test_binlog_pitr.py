@@ -146,6 +146,37 @@ def test_pitr_to_a_second_holds_exactly_the_commits_up_to_it_across_a_container_
     assert early.returncode == 1 and "restorable" in early.stderr, early.stderr
 
 
+def test_purged_binlogs_are_reported_loudly_and_the_next_dump_becomes_the_new_base(host, tmp_path):
+    host.agent("run", "--no-prune", check=True)
+    archiving = Archiving(host)
+    wait_archived(archiving, timeout=240)
+    archiving.stop()
+    old = archiving.status()["generation"]
+    # While no archiver runs, the server rotates and purges what the archive still needed.
+    host.dep.sql("INSERT INTO torrents (info_hash) VALUES ('purge-test-1')", DATABASE)
+    host.dep.sql("FLUSH BINARY LOGS")
+    current = host.dep.sql("SHOW MASTER STATUS")[0][0]
+    host.dep.sql(f"PURGE BINARY LOGS TO '{current}'")
+    archiving = Archiving(host)
+    deadline = time.monotonic() + 60
+    while not archiving.status().get("stalled") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    stalled = archiving.status()["stalled"]
+    assert "no longer has" in stalled and "the next dump becomes the new base" in stalled, stalled
+    status = json.loads(host.agent("status", "--json", check=True).stdout)
+    assert any("stalled" in w for w in status["archive"]["mysql"]["warnings"])
+    archiving.stop()
+    # The next dump: the archiver starts a new generation from it.
+    host.agent("run", "--no-prune", check=True)
+    archiving = Archiving(host)
+    wait_archived(archiving, timeout=120)
+    st = archiving.status()
+    log = archiving.stop()
+    assert st["generation"] != old and not st.get("stalled")
+    assert "new archive generation" in log and "gap" in log
+    host.write_config()
+
+
 def test_rpo_after_the_data_directory_is_deleted(host, tmp_path):
     acks = tmp_path / "acks.txt"
     writer = MysqlWriter(host.dep, DATABASE, tmp_path / "w.json", rate=100, existing=1000, acks=acks,
@@ -176,35 +207,4 @@ def test_rpo_after_the_data_directory_is_deleted(host, tmp_path):
     assert must and must <= got, sorted(must - got)[:5]
     total, metric = host.dep.invariant(DATABASE)
     assert total == metric
-    host.write_config()
-
-
-def test_purged_binlogs_are_reported_loudly_and_the_next_dump_becomes_the_new_base(host, tmp_path):
-    host.agent("run", "--no-prune", check=True)
-    archiving = Archiving(host)
-    wait_archived(archiving, timeout=240)
-    archiving.stop()
-    old = archiving.status()["generation"]
-    # While no archiver runs, the server rotates and purges what the archive still needed.
-    host.dep.sql("INSERT INTO torrents (info_hash) VALUES ('purge-test-1')", DATABASE)
-    host.dep.sql("FLUSH BINARY LOGS")
-    current = host.dep.sql("SHOW MASTER STATUS")[0][0]
-    host.dep.sql(f"PURGE BINARY LOGS TO '{current}'")
-    archiving = Archiving(host)
-    deadline = time.monotonic() + 60
-    while not archiving.status().get("stalled") and time.monotonic() < deadline:
-        time.sleep(0.5)
-    stalled = archiving.status()["stalled"]
-    assert "no longer has" in stalled and "the next dump becomes the new base" in stalled, stalled
-    status = json.loads(host.agent("status", "--json", check=True).stdout)
-    assert any("stalled" in w for w in status["archive"]["mysql"]["warnings"])
-    archiving.stop()
-    # The next dump: the archiver starts a new generation from it.
-    host.agent("run", "--no-prune", check=True)
-    archiving = Archiving(host)
-    wait_archived(archiving, timeout=120)
-    st = archiving.status()
-    log = archiving.stop()
-    assert st["generation"] != old and not st.get("stalled")
-    assert "new archive generation" in log and "gap" in log
     host.write_config()
