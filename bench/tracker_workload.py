@@ -39,13 +39,14 @@ def tracker_day(db: Path, rng: random.Random, *, downloads_percent: float = 2.0,
         conn.execute("BEGIN IMMEDIATE")
         conn.executemany("UPDATE torrents SET completed = completed + ? WHERE id = ?",
                          [(c, t) for t, c in counts.items()])
+        before = conn.total_changes
         conn.executemany("INSERT OR IGNORE INTO torrents(info_hash, completed) VALUES (?, 1)",
                          [(rng.randbytes(20).hex(),) for _ in range(new)])
-        added = conn.execute("SELECT changes()").fetchone()[0]
+        added = conn.total_changes - before
         conn.execute("UPDATE torrent_aggregate_metrics SET value = "
                      "(SELECT coalesce(sum(completed), 0) FROM torrents) WHERE metric_name = ?",
                      (METRIC,))
         conn.execute("COMMIT")
     finally:
         conn.close()
-    return {"downloads": downloads, "updated_torrents": len(counts), "new_torrents": added or new}
+    return {"downloads": downloads, "updated_torrents": len(counts), "new_torrents": added}

@@ -155,7 +155,14 @@ def test_file_changing_while_read_is_read_again(tmp_path, storage):
     proc = cli.popen("run")
 
     def rewrite():
-        time.sleep(0.5)  # the 3 MB file takes ~1.5 s to read at 2 MB/s
+        # Rewrite once the run is reading (its staging directory exists), not after a fixed
+        # delay: the CLI's start-up alone can take longer than that on a loaded host.
+        backups = tmp_path / "backups"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (
+                backups.is_dir() and any(p.name.startswith(".staging-") for p in backups.iterdir())):
+            time.sleep(0.01)
+        time.sleep(0.2)  # the 3 MB file takes ~1.5 s to read at 2 MB/s
         big.write_bytes(b"b" * 3_000_000)
 
     t = threading.Thread(target=rewrite)

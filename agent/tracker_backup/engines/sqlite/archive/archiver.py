@@ -41,12 +41,12 @@ from pathlib import Path
 from tracker_backup.archive.protocol import ArchiverStatus
 from tracker_backup.archive.store import Generation, Shipper, SourceArchive
 from tracker_backup.engines.sqlite.archive import wal
-from tracker_backup.errors import UsageError
+from tracker_backup.engines.sqlite.header import journal_mode_of
+from tracker_backup.errors import SourceError, UsageError
 from tracker_backup.store import write_json_atomic
 
 log = logging.getLogger(__name__)
 
-SQLITE_MAGIC = b"SQLite format 3\x00"
 BIG_ENTRY = 16 << 20  # transactions larger than this are streamed, not buffered
 MAX_OBSERVATIONS = 200_000
 STATUS_EVERY = 5.0
@@ -62,13 +62,10 @@ def wal_advice(db: Path) -> str:
 def check_wal_mode(db: Path) -> None:
     """UsageError (exit 2) with the sqlite-wal advice unless `db` is a WAL database."""
     try:
-        with open(db, "rb") as fh:
-            header = fh.read(100)
-    except OSError as exc:
-        raise UsageError(f"sqlite: cannot read {db}: {exc.strerror}") from None
-    if len(header) < 100 or not header.startswith(SQLITE_MAGIC):
-        raise UsageError(f"sqlite: {db} is not a SQLite 3 database")
-    if header[18] != 2 or header[19] != 2:
+        mode = journal_mode_of(db)
+    except SourceError as exc:  # unreadable or not SQLite: a configuration problem here
+        raise UsageError(str(exc)) from None
+    if mode != "wal":
         raise UsageError(wal_advice(db))
 
 
