@@ -27,6 +27,7 @@ from tracker_backup.store import Store
 pytestmark = [pytest.mark.docker, pytest.mark.mysql]
 TORRENTS = 20_000
 RESTORE_USER = "tb_restore"
+STARTED: list = []  # every archiver process a test started, stopped at teardown whatever happens
 
 
 class Archiving:
@@ -36,6 +37,7 @@ class Archiving:
         self.host = host
         host.write_config(mysql="continuous = yes")
         self.proc = host.agent.popen("archive")
+        STARTED.append(self.proc)
         status = host.backups / "archive/mysql/status.json"
         deadline = time.monotonic() + 60
         while not status.exists():
@@ -52,6 +54,20 @@ class Archiving:
         assert self.proc.returncode == 0, err
         assert self.host.password not in out + err
         return err
+
+
+@pytest.fixture(autouse=True)
+def _stop_archivers():
+    yield
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.communicate(timeout=60)
+            except Exception:  # noqa: BLE001 - last resort: never leave it running
+                proc.kill()
+                proc.communicate()
 
 
 def new_torrents(host, database: str) -> set[int]:
