@@ -40,6 +40,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -87,10 +88,13 @@ class Bench:
     def __init__(self, args, wd: Path):
         self.args, self.wd = args, wd
         self.engine = DockerEngine.start()
-        self.dep = Deployment(self.engine, wd / "h", tracker=False)
-        self.etc = wd / "h/etc"
+        # A short base: the server's socket path (bind-mounted for the writer) must stay
+        # under 108 bytes, whatever --workdir is.
+        self.host_dir = Path(tempfile.mkdtemp(prefix="tbp-", dir="/var/tmp"))
+        self.dep = Deployment(self.engine, self.host_dir, tracker=False)
+        self.etc = self.host_dir / "etc"
         self.etc.mkdir(parents=True)
-        self.backups = wd / "h/backups"
+        self.backups = self.host_dir / "backups"
         self.pw = self._secret("mysql.password", "agent-bench-pw")
         self.rpw = self._secret("mysql-restore.password", "restore-bench-pw")
         self.config = self.etc / "tracker-backup.conf"
@@ -171,6 +175,7 @@ class Bench:
         self.stop_archiver()
         self.dep.remove()
         self.engine.stop()
+        shutil.rmtree(self.host_dir, ignore_errors=True)
 
 
 def window(writer: MysqlWriter, seconds: float) -> dict:

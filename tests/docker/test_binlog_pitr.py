@@ -27,6 +27,7 @@ from tracker_backup.store import Store
 pytestmark = [pytest.mark.docker, pytest.mark.mysql]
 TORRENTS = 20_000
 RESTORE_USER = "tb_restore"
+STARTED: list = []  # every archiver process a test started, stopped at teardown whatever happens
 
 
 class Archiving:
@@ -36,6 +37,7 @@ class Archiving:
         self.host = host
         host.write_config(mysql="continuous = yes")
         self.proc = host.agent.popen("archive")
+        STARTED.append(self.proc)
         status = host.backups / "archive/mysql/status.json"
         deadline = time.monotonic() + 60
         while not status.exists():
@@ -52,6 +54,20 @@ class Archiving:
         assert self.proc.returncode == 0, err
         assert self.host.password not in out + err
         return err
+
+
+@pytest.fixture(autouse=True)
+def _stop_archivers():
+    yield
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.communicate(timeout=60)
+            except Exception:  # noqa: BLE001 - last resort: never leave it running
+                proc.kill()
+                proc.communicate()
 
 
 def new_torrents(host, database: str) -> set[int]:
@@ -146,6 +162,37 @@ def test_pitr_to_a_second_holds_exactly_the_commits_up_to_it_across_a_container_
     assert early.returncode == 1 and "restorable" in early.stderr, early.stderr
 
 
+def test_purged_binlogs_are_reported_loudly_and_the_next_dump_becomes_the_new_base(host, tmp_path):
+    host.agent("run", "--no-prune", check=True)
+    archiving = Archiving(host)
+    wait_archived(archiving, timeout=240)
+    archiving.stop()
+    old = archiving.status()["generation"]
+    # While no archiver runs, the server rotates and purges what the archive still needed.
+    host.dep.sql(f"INSERT INTO torrents (info_hash) VALUES ('{4 * 10**12:040x}')", DATABASE)
+    host.dep.sql("FLUSH BINARY LOGS")
+    current = host.dep.sql("SHOW MASTER STATUS")[0][0]
+    host.dep.sql(f"PURGE BINARY LOGS TO '{current}'")
+    archiving = Archiving(host)
+    deadline = time.monotonic() + 60
+    while not archiving.status().get("stalled") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    stalled = archiving.status()["stalled"]
+    assert "no longer has" in stalled and "the next dump becomes the new base" in stalled, stalled
+    status = json.loads(host.agent("status", "--json", check=True).stdout)
+    assert any("stalled" in w for w in status["archive"]["mysql"]["warnings"])
+    archiving.stop()
+    # The next dump: the archiver starts a new generation from it.
+    host.agent("run", "--no-prune", check=True)
+    archiving = Archiving(host)
+    wait_archived(archiving, timeout=120)
+    st = archiving.status()
+    log = archiving.stop()
+    assert st["generation"] != old and not st.get("stalled")
+    assert "new archive generation" in log and "gap" in log
+    host.write_config()
+
+
 def test_rpo_after_the_data_directory_is_deleted(host, tmp_path):
     acks = tmp_path / "acks.txt"
     writer = MysqlWriter(host.dep, DATABASE, tmp_path / "w.json", rate=100, existing=1000, acks=acks,
@@ -176,35 +223,4 @@ def test_rpo_after_the_data_directory_is_deleted(host, tmp_path):
     assert must and must <= got, sorted(must - got)[:5]
     total, metric = host.dep.invariant(DATABASE)
     assert total == metric
-    host.write_config()
-
-
-def test_purged_binlogs_are_reported_loudly_and_the_next_dump_becomes_the_new_base(host, tmp_path):
-    host.agent("run", "--no-prune", check=True)
-    archiving = Archiving(host)
-    wait_archived(archiving, timeout=240)
-    archiving.stop()
-    old = archiving.status()["generation"]
-    # While no archiver runs, the server rotates and purges what the archive still needed.
-    host.dep.sql("INSERT INTO torrents (info_hash) VALUES ('purge-test-1')", DATABASE)
-    host.dep.sql("FLUSH BINARY LOGS")
-    current = host.dep.sql("SHOW MASTER STATUS")[0][0]
-    host.dep.sql(f"PURGE BINARY LOGS TO '{current}'")
-    archiving = Archiving(host)
-    deadline = time.monotonic() + 60
-    while not archiving.status().get("stalled") and time.monotonic() < deadline:
-        time.sleep(0.5)
-    stalled = archiving.status()["stalled"]
-    assert "no longer has" in stalled and "the next dump becomes the new base" in stalled, stalled
-    status = json.loads(host.agent("status", "--json", check=True).stdout)
-    assert any("stalled" in w for w in status["archive"]["mysql"]["warnings"])
-    archiving.stop()
-    # The next dump: the archiver starts a new generation from it.
-    host.agent("run", "--no-prune", check=True)
-    archiving = Archiving(host)
-    wait_archived(archiving, timeout=120)
-    st = archiving.status()
-    log = archiving.stop()
-    assert st["generation"] != old and not st.get("stalled")
-    assert "new archive generation" in log and "gap" in log
     host.write_config()
