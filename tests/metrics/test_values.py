@@ -34,8 +34,11 @@ def ts(text: str) -> float:
     return parse_iso(text).timestamp()
 
 
-def status(cli: Cli) -> dict:
-    return json.loads(cli("status", "--json", check=True).stdout)
+def status(cli: Cli, *, last_run_failed: bool = False) -> dict:
+    """`status --json`; it exits 1 when the last run failed (documented), 0 otherwise."""
+    proc = cli("status", "--json")
+    assert proc.returncode == (EXIT_RUN_FAILED if last_run_failed else 0), proc.stderr
+    return json.loads(proc.stdout)
 
 
 def test_metrics_after_a_success_pass_promtool_and_match_status(mcli, promtool, tmp_path):
@@ -79,7 +82,7 @@ def test_a_failed_run_counts_and_keeps_the_last_success(mcli, promtool, storage,
         assert mcli("run").returncode == EXIT_RUN_FAILED
     text, m = scrape(mcli)
     promtool_check(promtool, text)
-    st = status(mcli)
+    st = status(mcli, last_run_failed=True)
     assert st["last_run"]["result"] == "failed"
     assert m.value(P + "last_run_success") == 0
     assert m.value(P + "run_failures_total") == 2 == st["run_failures_total"]
