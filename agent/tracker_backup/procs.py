@@ -72,6 +72,7 @@ def _feed(stdin, chunks: Iterable[bytes], errors: list[BaseException]) -> None:
     try:
         for chunk in chunks:
             stdin.write(chunk)
+            stdin.flush()  # a feed may pause (a held-open stdin): what was written must arrive
     except BrokenPipeError:
         pass  # the child stopped reading (it died or finished): its exit status tells why
     except BaseException as exc:  # noqa: BLE001 - reported by the owner via `errors`

@@ -219,6 +219,7 @@ class Deployment:
     create_user = mariadb_support.MariaDB.create_user
     invariant = mariadb_support.MariaDB.invariant
     databases = mariadb_support.MariaDB.databases
+    purge_binlogs = mariadb_support.MariaDB.purge_binlogs
 
     def setup_accounts(self, backup_password: str, torrents: int = 3000) -> None:
         """The tracker's database and user (as in .env) and the agent's own account."""

@@ -231,6 +231,25 @@ class MariaDB:
     def databases(self) -> list[str]:
         return [r[0] for r in self.sql("SHOW DATABASES")]
 
+    def purge_binlogs(self, within: float = 60.0) -> str:
+        """Rotate, then PURGE BINARY LOGS up to the new file until the server really let the
+        old ones go; returns the file left.
+
+        MariaDB keeps a binlog file until InnoDB has checkpointed the commits in it
+        (its binlog checkpoint, written a moment after FLUSH BINARY LOGS): a PURGE
+        before that leaves the file in place with only a warning.
+        """
+        self.sql("FLUSH BINARY LOGS")
+        deadline = time.monotonic() + within
+        while True:
+            current = self.sql("SHOW MASTER STATUS")[0][0]
+            self.sql(f"PURGE BINARY LOGS TO '{current}'")
+            left = [r[0] for r in self.sql("SHOW BINARY LOGS")]
+            if left == [current]:
+                return current
+            assert time.monotonic() < deadline, f"the server kept {left} after PURGE TO {current}"
+            time.sleep(0.5)
+
     def start_writer(self, database: str, stats: Path, rate: float = 300,
                      existing: int = 1000, acks: Path | None = None) -> MysqlWriter:
         """Start tests/support/mysql_writer.py against `database` (stop() it afterwards)."""

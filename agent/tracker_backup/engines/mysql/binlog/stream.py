@@ -22,13 +22,17 @@ transaction, so nothing is skipped and nothing is read twice.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
 import select
 import struct
+import subprocess
 import termios
+import threading
 import zlib
+from collections.abc import Iterator
 
 from tracker_backup import procs
 from tracker_backup.engines.mysql.binlog.events import FileStart, StreamParser, Transaction, file_index
@@ -45,8 +49,21 @@ RAW_TO_STDOUT = (
     '  ln -s /proc/self/fd/1 "$(printf \'%s.%06d\' "$base" "$i")" || exit 113\n'
     '  i=$((i + 1))\n'
     'done\n'
-    'exec "$@"\n'
+    # The tool must not outlive us: `docker exec` does not end a process when
+    # its client goes away, and a forgotten dump thread keeps the server from
+    # purging binlogs. The agent holds our stdin open for as long as it wants
+    # the stream; at end of file (agent stopped or killed) the watcher ends it.
+    'exec 5<&0\n'
+    '"$@" </dev/null 5<&- &\n'
+    't=$!\n'
+    '{ while IFS= read -r _; do :; done; kill "$t" 2>/dev/null; } <&5 >/dev/null 2>&1 &\n'
+    'w=$!\n'
+    'exec 5<&-\n'
+    'wait "$t"; rc=$?\n'
+    'kill "$w" 2>/dev/null\n'
+    'exit "$rc"\n'
 )
+STOP_GRACE = 5.0  # seconds the tool gets to end after its stdin closed, before it is killed
 # What the tools print when the server no longer has the binlog asked for (error 1236).
 PURGED_MARKERS = ("Could not find first log file name in binary log index file",
                   "purged binary logs", "purged required binary logs", "Could not open log file",
@@ -120,8 +137,9 @@ class BinlogStream:
                      str(self.first_index), str(SYMLINKS),
                      binlog_tool(tools), OPTION_FILE_ARG, *client.connection_args(),
                      *stream_args(tools, file, pos, server_id)]
+        self._hold = threading.Event()
         self.child = procs.StreamingChild(self.argv, what=f"mysql: {binlog_tool(tools)}",
-                                          feed=client.feed())
+                                          feed=client.feed(_held_open(self._hold)))
         os.set_blocking(self.child.stdout.fileno(), False)
         self.bytes = 0
 
@@ -162,6 +180,16 @@ class BinlogStream:
         return classify_failure(self.child.stderr_text())
 
     def stop(self) -> None:
-        """Stop the tool (and, through the pipe closing, its copy inside the container)."""
+        """Stop the tool, wherever it runs: close its stdin (the prelude's watcher ends it,
+        inside the container too), give it STOP_GRACE seconds, then kill what is left here."""
+        self._hold.set()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.child.proc.wait(timeout=STOP_GRACE)
         self.child.kill()
         self.child.close()
+
+
+def _held_open(until: threading.Event) -> Iterator[bytes]:
+    """No payload, but the tool's stdin stays open until `until` is set (see RAW_TO_STDOUT)."""
+    until.wait()
+    yield from ()
