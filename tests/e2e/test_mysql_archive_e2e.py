@@ -9,8 +9,8 @@ out like the host the agent runs on in production: the engine's socket at
 /usr/libexec/docker/cli-plugins/ (where Docker's docker-compose-plugin package puts
 it), the deployment at /opt/torrust. The operator's config says `[mysql] continuous =
 yes` with `exec_prefix = docker compose -f /opt/torrust/docker-compose.yml exec -T mysql`;
-the generator enables the archive unit; `systemctl start tracker-backup` dumps; the
-archive unit streams the binlog while a writer commits; a restore to a second from a
+the generator enables the archive unit; `systemctl start tracker-backup` dumps;
+`tracker-backup enable` starts the archive unit, which streams the binlog while a writer commits; a restore to a second from a
 shell in the container, and the drill unit, prove the archive.
 """
 
@@ -165,8 +165,7 @@ def new_torrents(site, database: str, first: int) -> set[int]:
 
 def test_the_archive_unit_streams_the_binlog_through_docker_compose_under_its_sandbox(
         site, box, release, tmp_path):
-    # The generator enabled the unit from the config alone; it started at daemon-reload
-    # only if the operator (here: the test) starts it, as after a boot.
+    # The generator enabled the unit from the config alone (multi-user.target wants it).
     assert box.run(["test", "-e", f"/run/systemd/generator/multi-user.target.wants/{UNIT}"],
                    check=False).returncode == 0, (
         box.run(["journalctl", "--no-pager", "-t", "tracker-backup-generator"]).stdout,
@@ -187,7 +186,11 @@ def test_the_archive_unit_streams_the_binlog_through_docker_compose_under_its_sa
         props = show(box, "tracker-backup.service", "Result", "ExecMainStatus")
         assert props == {"Result": "success", "ExecMainStatus": "0"}, \
             (props, story(box, "tracker-backup.service")[-3000:])
-        box.run(["systemctl", "start", UNIT], timeout=300, check=False)  # after READY=1
+        # As the operator does after setting continuous = yes: `enable` reloads and starts it.
+        out = box.run(["tracker-backup", "enable"], timeout=300).stdout
+        assert f"{UNIT}: started" in out, out
+        wait_for(lambda: show(box, UNIT, "ActiveState")["ActiveState"] != "activating", 120,
+                 "READY=1")
         props = show(box, UNIT, "ActiveState", "Type")
         assert props == {"ActiveState": "active", "Type": "notify"}, (props, story(box)[-3000:])
         wait_for(lambda: caught_up(box), 120, f"the archiver to catch up: {archive_status(box)}")
