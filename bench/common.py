@@ -12,7 +12,6 @@ import json
 import os
 import platform
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -24,7 +23,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 AGENT = ROOT / "agent"
-WRITER = ROOT / "tests" / "support" / "tracker_writer.py"
 RESULTS = ROOT / "bench" / "results"
 CACHE = Path(os.environ.get("TB_BENCH_CACHE", "/var/tmp/tracker-backup-bench/cache"))
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
@@ -35,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dbgen import make_db, size_label  # noqa: E402
 
 from support.tracker_db import invariant  # noqa: E402
+from support.writer_process import WriterProcess  # noqa: E402
 
 MB = 1_000_000
 
@@ -172,37 +171,18 @@ def decompress(src: Path, dest: Path) -> Path:
 
 
 # -- the writer --------------------------------------------------------------
-class Writer:
-    """tests/support/tracker_writer.py at a fixed rate; stats on stop()."""
+class Writer(WriterProcess):
+    """tests/support/tracker_writer.py at a fixed rate; stats (with the achieved rate) on stop()."""
 
     def __init__(self, db: Path, stats: Path, rate: float, existing: int = 10_000,
                  busy_timeout: float = 5.0):
-        self.stats_path = stats
-        stats.unlink(missing_ok=True)
-        self.proc = subprocess.Popen(
-            [PYTHON, str(WRITER), str(db), "--rate", str(rate), "--stats", str(stats),
-             "--existing", str(existing), "--busy-timeout", str(busy_timeout)])
-        self.started = time.monotonic()
-        deadline = self.started + 15
-        while self.stats().get("ops", 0) < 5:
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                self.proc.kill()
-                raise RuntimeError(f"writer did not start on {db}")
-            time.sleep(0.02)
-
-    def stats(self) -> dict:
-        try:
-            return json.loads(self.stats_path.read_text())
-        except (FileNotFoundError, ValueError):
-            return {}
+        super().__init__(db, stats, rate, existing, python=PYTHON, stop_timeout=30,
+                         extra=["--busy-timeout", str(busy_timeout)])
 
     def stop(self) -> dict:
         """Stop the writer; return its stats plus the achieved rate."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=30)
+        st = super().stop()
         elapsed = time.monotonic() - self.started
-        st = self.stats()
         st["achieved_rate"] = round(st.get("ops", 0) / elapsed, 1) if elapsed else 0.0
         return st
 

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 AGENT = ROOT / "agent"
-WRITER = ROOT / "tests" / "support" / "tracker_writer.py"
 sys.path.insert(0, str(ROOT / "tests"))
 
 from support.tracker_db import create_tracker_db  # noqa: E402
+from support.writer_process import WriterProcess  # noqa: E402
 
 
 def agent_env(**extra: str) -> dict[str, str]:
@@ -89,33 +86,11 @@ def cli(config_file: Path) -> Cli:
     return Cli(config_file)
 
 
-class Writer:
+class Writer(WriterProcess):
     """A tracker-style writer process (tests/support/tracker_writer.py)."""
 
     def __init__(self, db: Path, stats: Path, rate: float, existing: int, user: str | None = None):
-        self.stats_path = stats
-        cmd = [sys.executable, str(WRITER), str(db), "--rate", str(rate), "--stats", str(stats),
-               "--existing", str(existing)]
-        if user:
-            cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *cmd]
-        self.proc = subprocess.Popen(cmd)
-        deadline = time.monotonic() + 10
-        while self.stats().get("ops", 0) < 5:
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise RuntimeError("writer did not start")
-            time.sleep(0.05)
-
-    def stats(self) -> dict:
-        try:
-            return json.loads(self.stats_path.read_text())
-        except (FileNotFoundError, ValueError):
-            return {}
-
-    def stop(self) -> dict:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=10)
-        return self.stats()
+        super().__init__(db, stats, rate, existing, user=user, start_timeout=10, stop_timeout=10)
 
 
 @pytest.fixture

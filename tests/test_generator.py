@@ -186,3 +186,58 @@ def test_installed_wrapper_never_fails_even_without_the_agent(tmp_path):
                           capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 0
     assert "cannot load the agent" in proc.stderr
+
+
+DOCKER_MYSQL = ("[mysql]\ndatabase = torrust_tracker\n"
+                "exec_prefix = docker compose -f {compose} exec -T mysql\n")
+
+
+def _offline_exposure(tmp_path: Path, config: Path, unit: str) -> float:
+    """systemd-analyze's exposure of `unit` with the drop-ins generated from `config`."""
+    units = tmp_path / "units"
+    units.mkdir()
+    (units / unit).write_text((UNITS / unit).read_text())
+    generator.write_plan(generator.plan_for(load_config(config)), units, record=tmp_path / "rec")
+    proc = subprocess.run(["systemd-analyze", "security", "--offline=yes", "--no-pager", unit],
+                          cwd=units, capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin", "SYSTEMD_COLORS": "0"})
+    line = next(ln for ln in proc.stdout.splitlines() if "Overall exposure level" in ln)
+    return float(line.split(":")[1].split()[0])
+
+
+def test_docker_exec_prefix_in_the_deployers_layout_opens_nothing(tmp_path, monkeypatch):
+    import tracker_backup.engines.mysql.docker_sandbox as ds
+
+    monkeypatch.setattr(ds, "ROOT_DOCKER_CONFIG", tmp_path / "no-docker-config")
+    config = load_config(conf(tmp_path, DOCKER_MYSQL.format(compose="/opt/torrust/docker-compose.yml")))
+    plan = generator.plan_for(config)
+    assert "PrivateNetwork=yes" in plan.service_lines  # /run/docker.sock needs no network
+    assert not [ln for ln in plan.service_lines if ln.startswith(("ProtectHome", "BindReadOnly"))]
+
+
+def test_docker_config_and_compose_file_in_root_are_bound_read_only_not_all_homes(tmp_path, monkeypatch):
+    import tracker_backup.engines.mysql.docker_sandbox as ds
+
+    docker_config = tmp_path / "dot-docker"
+    docker_config.mkdir()
+    monkeypatch.setattr(ds, "ROOT_DOCKER_CONFIG", docker_config)
+    monkeypatch.setattr(ds, "HOME_DIRS", (*ds.HOME_DIRS, str(tmp_path)))
+    config = load_config(conf(tmp_path, DOCKER_MYSQL.format(compose="/root/torrust/compose.yaml")))
+    lines = generator.plan_for(config).service_lines
+    assert "ProtectHome=tmpfs" in lines and "ProtectHome=read-only" not in lines
+    assert 'BindReadOnlyPaths="-/root/torrust/compose.yaml"' in lines
+    assert f'BindReadOnlyPaths="-{docker_config}"' in lines
+    assert "PrivateNetwork=yes" in lines
+
+
+@pytest.mark.parametrize("unit", ["tracker-backup.service", "tracker-backup-archive.service"])
+def test_docker_exposure_is_no_worse_than_sqlite_only(tmp_path, monkeypatch, unit):
+    import tracker_backup.engines.mysql.docker_sandbox as ds
+
+    monkeypatch.setattr(ds, "ROOT_DOCKER_CONFIG", tmp_path / "no-docker-config")
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+    sqlite = _offline_exposure(tmp_path / "a", conf(tmp_path / "a", "[files]\nroot = /srv\n"), unit)
+    docker = _offline_exposure(tmp_path / "b", conf(tmp_path / "b", DOCKER_MYSQL.format(
+        compose="/opt/torrust/docker-compose.yml") + "continuous = yes\n"), unit)
+    assert docker <= sqlite

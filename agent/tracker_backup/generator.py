@@ -32,13 +32,13 @@ from pathlib import Path
 
 from tracker_backup import engines, systemd
 from tracker_backup.config import DEFAULT_CONFIG_PATH, BackupConfig, Config, ScheduleConfig, load_config
+from tracker_backup.engines.contract import HOME_DIRS
 from tracker_backup.errors import ConfigError
 
 NAME = "tracker-backup-generator"
 UNIT_DIRS = ("/usr/lib/systemd/system", "/lib/systemd/system", "/etc/systemd/system")
 DROPIN = "50-tracker-backup-config.conf"
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
-HOME_DIRS = ("/home", "/root", "/run/user")
 APPLIED_RECORD = Path(os.environ.get("TRACKER_BACKUP_SCHEDULE_RECORD",
                                      "/run/tracker-backup/schedule-applied"))
 PENDING_FLAG = "tracker-backup-schedule.pending"
@@ -82,6 +82,7 @@ class Plan:
     read_write: list[Path] = field(default_factory=list)
     make_dirs: list[Path] = field(default_factory=list)
     credentials: dict[str, Path] = field(default_factory=dict)  # LoadCredential= name → file
+    home_read: list[Path] = field(default_factory=list)  # BindReadOnlyPaths= into ProtectHome=tmpfs
     service_lines: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     metrics_dir: Path | None = None  # the directory of [metrics] textfile
@@ -120,6 +121,7 @@ def plan_for(config: Config) -> Plan:
         plan.read_write += needs.read_write
         touched += needs.read_write + needs.read
         plan.credentials.update(needs.credentials)
+        plan.home_read += needs.home_read
         hosts += needs.network_hosts
     for host in hosts:
         plan.service_lines += network_lines(host)
@@ -132,6 +134,10 @@ def plan_for(config: Config) -> Plan:
     plan.metrics_listen = config.metrics.listen
     if any(_under(p, d) for p in touched for d in HOME_DIRS):
         plan.service_lines.append("ProtectHome=read-only")
+    elif plan.home_read:
+        # Only these, read-only: /home, /root and /run/user stay hidden otherwise.
+        plan.service_lines.append("ProtectHome=tmpfs")
+        plan.service_lines += [f"BindReadOnlyPaths={quote(f'-{p}')}" for p in plan.home_read]
     plan.archive = config.schedule.enabled and any(
         e.archiver(config) is not None for e in engines.configured(config))
     return plan

@@ -9,9 +9,11 @@ release installs a package built by its own toolchain.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -87,18 +89,20 @@ def release_deb(release, request) -> Path:
     return make_deb(lambda argv: box.run(argv, check=False, timeout=600), SRC, WORK, box.workdir / "dist")
 
 
-@pytest.fixture(scope="module")
-def container(release, release_deb: Path, tmp_path_factory):
+@contextlib.contextmanager
+def installed_box(release: str, release_deb: Path, work: Path, binds: dict | None = None,
+                  rw_binds: dict | None = None) -> Iterator[nspawn.Container]:
     """A booted Debian `release` with the package installed by apt as an operator does
-    (`apt install ./tracker-backup_*.deb`: dependencies and Recommends from Debian)."""
+    (`apt install ./tracker-backup_*.deb`: dependencies and Recommends from Debian);
+    `binds`/`rw_binds` (host path -> path inside) are added to the package's own."""
     tree = nspawn.ensure_tree(release=release)
-    work = tmp_path_factory.mktemp(f"nspawn-{release}")
     sources = work / "apt-sources"
     sources.mkdir()
     for name, text in nspawn.apt_sources(release):
         (sources / name).write_text(text)
-    binds = {release_deb.parent: "/mnt/dist", ROOT / "tests": "/mnt/tests", sources: "/mnt/aptsources"}
-    box = nspawn.Container(tree, work, binds, release=release).start()
+    all_binds = {release_deb.parent: "/mnt/dist", ROOT / "tests": "/mnt/tests",
+                 sources: "/mnt/aptsources", **(binds or {})}
+    box = nspawn.Container(tree, work, all_binds, rw_binds, release=release).start()
     try:
         # The host's Debian mirror (the only network here), with the suites of `release`.
         box.sh("rm -f /etc/apt/sources.list /etc/apt/sources.list.d/*; "
@@ -111,3 +115,10 @@ def container(release, release_deb: Path, tmp_path_factory):
         yield box
     finally:
         box.stop()
+
+
+@pytest.fixture(scope="module")
+def container(release, release_deb: Path, tmp_path_factory):
+    """A booted Debian `release` with the package installed by apt (installed_box)."""
+    with installed_box(release, release_deb, tmp_path_factory.mktemp(f"nspawn-{release}")) as box:
+        yield box

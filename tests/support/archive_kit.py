@@ -3,7 +3,6 @@ process (SIGTERM/SIGKILL), restores through the library, and the exact-prefix ch
 
 from __future__ import annotations
 
-import json
 import signal
 import sqlite3
 import subprocess
@@ -15,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from support.tracker_db import METRIC, create_tracker_db, info_hash
+from support.writer_process import WriterProcess
 from tracker_backup.engines.sqlite.archive import restore as pitr
 
 ROOT = Path(__file__).resolve().parents[2]
-WRITER = ROOT / "tests" / "support" / "tracker_writer.py"
 ARCHIVER = ROOT / "tests" / "support" / "run_archiver.py"
 
 
@@ -29,41 +28,14 @@ class Commit:
     new: int  # number of the new torrent, -1 for an update
 
 
-class LoggedWriter:
+class LoggedWriter(WriterProcess):
     """tracker_writer.py with --commit-log: every committed transaction with its times."""
 
     def __init__(self, db: Path, workdir: Path, rate: float, existing: int, n: int,
                  user: str | None = None):
-        self.stats_path = workdir / f"writer{n}.json"
         self.log_path = workdir / f"commits{n}.log"
-        cmd = [sys.executable, str(WRITER), str(db), "--rate", str(rate), "--stats",
-               str(self.stats_path), "--existing", str(existing), "--commit-log", str(self.log_path),
-               "--start-new", str(10**9 + n * 10**7)]
-        if user:
-            cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *cmd]
-        self.proc = subprocess.Popen(cmd)
-        deadline = time.monotonic() + 20
-        while self.stats().get("ops", 0) < 5:
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise RuntimeError("writer did not start")
-            time.sleep(0.05)
-
-    def stats(self) -> dict:
-        try:
-            return json.loads(self.stats_path.read_text())
-        except (FileNotFoundError, ValueError):
-            return {}
-
-    def stop(self) -> dict:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=20)
-        return self.stats()
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        super().__init__(db, workdir / f"writer{n}.json", rate, existing, user=user, start_timeout=20,
+                         extra=["--commit-log", str(self.log_path), "--start-new", str(10**9 + n * 10**7)])
 
     def commits(self) -> list[Commit]:
         out = []

@@ -168,6 +168,10 @@ class SnapshotDamaged(RunFailed):
     """The snapshot's own bytes are bad (not the environment): a drill marks it failed."""
 
 
+# What the units' ProtectHome= hides (SandboxNeeds.home_read opens paths in them).
+HOME_DIRS = ("/home", "/root", "/run/user")
+
+
 @dataclass
 class SandboxNeeds:
     """What the systemd generator must open up in the unit's sandbox for one engine."""
@@ -176,6 +180,9 @@ class SandboxNeeds:
     read: list[Path] = field(default_factory=list)  # only read (decides ProtectHome=)
     credentials: dict[str, Path] = field(default_factory=dict)  # LoadCredential= name → file
     network_hosts: list[str] = field(default_factory=list)  # TCP peers; none = PrivateNetwork
+    # Only read, inside /home, /root or /run/user: bound read-only into ProtectHome=tmpfs
+    # (the rest of the home directories stays hidden).
+    home_read: list[Path] = field(default_factory=list)
 
 
 Register = Callable[[Any], None]  # register(subparsers): adds one command's parser

@@ -58,6 +58,7 @@ def test_wal_snapshot_under_live_writer_is_one_consistent_copy_and_writer_sees_n
     writer = start_writer(db, rate=400, existing=60_000)
     time.sleep(0.5)
     committed_before = writer.stats()["last_new_committed"]
+    ops_before = writer.stats()["ops"]
     # 5 MB/s stretches the copy over several seconds while the writer keeps committing.
     cli = Cli(sqlite_config(tmp_path, db, backup_extra="rate_limit = 5"))
     proc = cli("run", check=True)
@@ -81,7 +82,8 @@ def test_wal_snapshot_under_live_writer_is_one_consistent_copy_and_writer_sees_n
     assert src["row_counts"]["torrents"] == conn.execute("SELECT count(*) FROM torrents").fetchone()[0]
     assert src["copy_seconds"] > 2, "rate_limit was not honoured (copy too fast to overlap writes)"
     assert stats["errors"] == 0, stats["last_error"]
-    assert stats["ops"] > during - 1 and during > 400, "writer did not run during the backup"
+    # It kept committing through the copy (a count, not a rate: a loaded host slows it).
+    assert during - ops_before >= 20, (ops_before, during)
     assert "succeeded" in proc.stderr
 
 

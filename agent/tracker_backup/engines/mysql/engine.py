@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from tracker_backup.engines import contract
 from tracker_backup.engines.mysql import client as mysql_client
 from tracker_backup.engines.mysql import config as mysql_config
+from tracker_backup.engines.mysql.docker_sandbox import docker_needs
 from tracker_backup.errors import RunFailed, UsageError
 from tracker_backup.preflight import Findings
 
@@ -147,4 +148,8 @@ class MysqlEngine(contract.Engine):
             needs.credentials[mysql_client.CREDENTIAL_NAME] = mysql_client.DEFAULT_PASSWORD_FILE
         if cfg.host:
             needs.network_hosts.append(cfg.host)
+        # The docker client of exec_prefix: its config dir, files, socket or TCP engine.
+        docker = docker_needs(cfg.exec_prefix)
+        needs.home_read += docker.home_paths
+        needs.network_hosts += docker.network_hosts
         return needs
