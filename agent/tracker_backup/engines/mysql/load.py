@@ -8,21 +8,40 @@ front, as for backups.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 
 from tracker_backup import procs
 from tracker_backup.engines.mysql.client import MysqlClient, Tools, quote_ident, quote_str
 
 LOAD_TIMEOUT = 86400.0  # a day: big dumps load slowly, but a hung client must end
+# First statement of a load kept out of the server's binary log (scratch databases only:
+# scratch.unlogged_loads() decides; a real restore is logged like any write).
+UNLOGGED = b"SET SESSION sql_log_bin=0;\n"
+
+
+def unlogged_payload(chunks: Iterable[bytes], unlogged: bool) -> Iterable[bytes]:
+    """`chunks`, after UNLOGGED when `unlogged`."""
+    return itertools.chain([UNLOGGED], chunks) if unlogged else chunks
+
+
+def unlogged_sql(sql: str, unlogged: bool) -> str:
+    """`sql` for one client session, after UNLOGGED when `unlogged`."""
+    return UNLOGGED.decode() + sql if unlogged else sql
 
 
 def load_dump(client: MysqlClient, tools: Tools, database: str,
-              chunks: Iterable[bytes]) -> tuple[int, str]:
-    """Stream the dump's bytes into `database`; return (exit status, the tool's stderr)."""
+              chunks: Iterable[bytes], *, unlogged: bool = False) -> tuple[int, str]:
+    """Stream the dump's bytes into `database`; return (exit status, the tool's stderr).
+
+    unlogged: the session's writes stay out of the binary log (the account may: see
+    scratch.unlogged_loads).
+    """
     argv = client.argv(tools.client, "--batch", f"--database={database}",
                        "--default-character-set=utf8mb4")
     code, _out, err = procs.run_with_input(argv, what=f"mysql: restore into {database}",
-                                           feed=client.feed(chunks), timeout=LOAD_TIMEOUT)
+                                           feed=client.feed(unlogged_payload(chunks, unlogged)),
+                                           timeout=LOAD_TIMEOUT)
     return code, err
 
 

@@ -18,7 +18,7 @@ from tracker_backup.artifacts import iter_decompressed
 from tracker_backup.engines.contract import DrillResult, Part, RestoreAction, RestoreResult
 from tracker_backup.engines.mysql.client import MysqlClient, quote_ident, quote_str, read_password
 from tracker_backup.engines.mysql.config import MysqlConfig
-from tracker_backup.engines.mysql.load import count_rows, load_dump
+from tracker_backup.engines.mysql.load import count_rows, load_dump, unlogged_sql
 from tracker_backup.engines.mysql.scratch import restore_check
 from tracker_backup.engines.mysql.server import MysqlServer
 from tracker_backup.errors import RunFailed
@@ -81,13 +81,18 @@ def plan(part: Part, cfg: MysqlConfig, database: str) -> RestoreAction:
     return action
 
 
-def restore(src: Path, part: Part, cfg: MysqlConfig, database: str) -> MysqlRestored:
-    """Load the dump into `database` (created if missing); check tables and row counts."""
+def restore(src: Path, part: Part, cfg: MysqlConfig, database: str, *,
+            unlogged: bool = False) -> MysqlRestored:
+    """Load the dump into `database` (created if missing); check tables and row counts.
+
+    unlogged (scratch databases only): the load stays out of the server's binary log.
+    """
     t0 = time.monotonic()
     client = _client(cfg)
     tools = client.tools()
     art = part.artifacts[0]
-    client.query(f"CREATE DATABASE IF NOT EXISTS {quote_ident(database)} CHARACTER SET utf8mb4",
+    client.query(unlogged_sql(f"CREATE DATABASE IF NOT EXISTS {quote_ident(database)} "
+                              "CHARACTER SET utf8mb4", unlogged),
                  what=f"create database {database}")
     counter = {"bytes": 0}
 
@@ -97,7 +102,7 @@ def restore(src: Path, part: Part, cfg: MysqlConfig, database: str) -> MysqlRest
             yield chunk
 
     log.info("mysql: loading %s into database %s on %s", art.path, database, _where(cfg))
-    code, err = load_dump(client, tools, database, payload())
+    code, err = load_dump(client, tools, database, payload(), unlogged=unlogged)
     if code != 0:
         raise RunFailed(f"mysql: loading the dump into database {database} failed (status "
                         f"{code}): {err.strip()[-2000:] or '(no output)'}")

@@ -277,8 +277,9 @@ def check_tables(client: MysqlClient, database: str) -> tuple[dict[str, int], li
 
 def restore_at(client: MysqlClient, tools: Tools, backup_path: Path, at: float | None, *,
                source_db: str, target_db: str, load_dump: Callable[[str], dict],
-               source: str = "mysql") -> dict:
-    """Load the chosen dump into `target_db`, replay the archive to `at`, check the result."""
+               source: str = "mysql", unlogged: bool = False) -> dict:
+    """Load the chosen dump into `target_db`, replay the archive to `at`, check the result
+    (unlogged: the replay stays out of the server's binary log; `load_dump` decides for itself)."""
     p = plan(backup_path, at, source)
     log.info("mysql: restoring %s as at %s: %s", target_db, format_time(at), p.describe())
     t0 = time.monotonic()
@@ -293,7 +294,8 @@ def restore_at(client: MysqlClient, tools: Tools, backup_path: Path, at: float |
             break
     if any(piece.kind == "trx" for piece in head):
         replayed = replay(client, tools, itertools.chain(head, stream), source_db=source_db,
-                          target_db=target_db, stop=None if math.isinf(p.stop) else p.stop)
+                          target_db=target_db, stop=None if math.isinf(p.stop) else p.stop,
+                          unlogged=unlogged)
     else:  # the dump is the newest state the archive knows
         replayed = {"transactions": 0, "bytes": 0, "last_timestamp": None, "seconds": 0.0}
     t2 = time.monotonic()

@@ -28,6 +28,7 @@ from tracker_backup import procs
 from tracker_backup.engines.mysql.binlog.events import MAGIC
 from tracker_backup.engines.mysql.binlog.stream import binlog_tool
 from tracker_backup.engines.mysql.client import MysqlClient, Tools
+from tracker_backup.engines.mysql.load import unlogged_payload
 from tracker_backup.errors import RunFailed
 
 log = logging.getLogger(__name__)
@@ -83,8 +84,9 @@ def raw_stream(pieces: Iterable[ReplayPiece], stop: float | None, counter: dict)
 
 
 def replay(client: MysqlClient, tools: Tools, pieces: Iterable[ReplayPiece], *, source_db: str,
-           target_db: str, stop: float | None) -> dict:
-    """Decode and apply `pieces` to `target_db` up to (not including) time `stop`."""
+           target_db: str, stop: float | None, unlogged: bool = False) -> dict:
+    """Decode and apply `pieces` to `target_db` up to (not including) time `stop`
+    (unlogged: out of the server's binary log, for a scratch database)."""
     t0 = time.monotonic()
     counter = {"transactions": 0, "bytes": 0, "last_timestamp": None}
     prefix = list(client.cfg.exec_prefix)
@@ -95,7 +97,8 @@ def replay(client: MysqlClient, tools: Tools, pieces: Iterable[ReplayPiece], *, 
                               feed=raw_stream(pieces, stop, counter)) as decoder:
         sql = iter(lambda: decoder.stdout.read(CHUNK), b"")
         code, _out, err = procs.run_with_input(loader_argv, what=f"mysql: replay into {target_db}",
-                                               feed=client.feed(sql), timeout=86400)
+                                               feed=client.feed(unlogged_payload(sql, unlogged)),
+                                               timeout=86400)
         decoded = decoder.wait(timeout=600)
         if decoded != 0:
             raise RunFailed(f"mysql: decoding the archived binlog failed (status {decoded}): "

@@ -22,9 +22,9 @@ from tracker_backup.archive.times import parse_at
 from tracker_backup.engines.contract import Part, RestoreAction, RestoreResult, RestoreStep
 from tracker_backup.engines.mysql import restore as mysql_restore
 from tracker_backup.engines.mysql.binlog import checks, pitr
-from tracker_backup.engines.mysql.client import MysqlClient, quote_ident, quote_str, read_password
+from tracker_backup.engines.mysql.client import MysqlClient, quote_str, read_password
 from tracker_backup.engines.mysql.config import MysqlConfig
-from tracker_backup.engines.mysql.scratch import scratch_name
+from tracker_backup.engines.mysql.scratch import create_scratch, drop_scratch, scratch_name, unlogged_loads
 from tracker_backup.errors import RunFailed, UsageError
 from tracker_backup.store import Snapshot, Store
 
@@ -55,15 +55,16 @@ def _config(config, args: argparse.Namespace | None) -> MysqlConfig:
     return cfg
 
 
-def _dump_loader(config, cfg: MysqlConfig, target: str):
-    """load(snapshot_id): the snapshot's dump into `target`, checksums first (engine restore)."""
+def _dump_loader(config, cfg: MysqlConfig, target: str, unlogged: bool = False):
+    """load(snapshot_id): the snapshot's dump into `target`, checksums first (engine restore);
+    unlogged for a scratch database the account may keep out of the binary log."""
     def load(snapshot_id: str) -> dict:
         snap = Store(config.backup.path).get(snapshot_id)
         parts = restore_plan.parts_of(snap, (SOURCE,))
         restore_plan.verify_parts(snap, parts)
         part = parts[0]
         done = mysql_restore.restore(restore_plan.artifact_path(snap, part.artifacts[0]), part,
-                                     cfg, target)
+                                     cfg, target, unlogged=unlogged)
         return {"snapshot": snapshot_id, "bytes": done.bytes, "seconds": done.seconds}
     return load
 
@@ -116,21 +117,21 @@ def drill_at(config, rng: random.Random | None = None) -> dict | None:
         raise RunFailed(f"mysql: archive drill not possible: {problem}")
     name = scratch_name()
     t0 = time.monotonic()
-    client.query(f"CREATE DATABASE {quote_ident(name)} CHARACTER SET utf8mb4",
-                 what="create scratch database")
+    # Out of the binlog if the account may: else the archiver streams the drill's load too.
+    unlogged = unlogged_loads(client)
+    create_scratch(client, name, unlogged)
     try:
         done = pitr.restore_at(client, client.tools(), config.backup.path, at,
                                source_db=cfg.database, target_db=name,
-                               load_dump=_dump_loader(config, cfg, name), source=SOURCE)
+                               load_dump=_dump_loader(config, cfg, name, unlogged), source=SOURCE,
+                               unlogged=unlogged)
     finally:
-        try:
-            client.query(f"DROP DATABASE IF EXISTS {quote_ident(name)}", what="drop scratch")
-        except RunFailed as exc:  # the next drill's stale-scratch sweep drops it
-            log.error("mysql: could not drop scratch database %s: %s", name, exc)
+        drop_scratch(client, name, unlogged)  # if it fails, the next drill's sweep drops it
     return {"at": pitr.format_time(at), "snapshot": done["snapshot"],
             "generation": done["generation"], "transactions": done["transactions"],
             "last_commit": done["last_commit"], "row_counts": done["row_counts"],
-            "scratch_database": name, "seconds": round(time.monotonic() - t0, 3),
+            "scratch_database": name, "unlogged": unlogged,
+            "seconds": round(time.monotonic() - t0, 3),
             "summary": (f"archive restored to {pitr.format_time(at)} in scratch database {name} "
                         f"(dropped): dump of {done['snapshot']} + {done['transactions']} "
                         f"transaction(s), CHECK TABLE ok")}
