@@ -26,14 +26,20 @@ from tracker_backup.errors import RunFailed
 
 @dataclass
 class BaseRef:
-    """A full copy usable as the start of a replay: after entry `seq` of `generation`."""
+    """A database usable as the start of a replay: after entry `seq` of `generation`.
+
+    Either `open` gives its plain bytes as a stream (a full copy), or `write`
+    writes them into a file descriptor itself (a page snapshot, reassembled
+    from the page store) and returns the size.
+    """
 
     generation: str
     seq: int
     time: float
     label: str                                  # "archive base base-….zst" / "snapshot 2026…"
-    open: Callable[[], BinaryIO]                 # the plain SQLite bytes
+    open: Callable[[], BinaryIO] | None          # the plain SQLite bytes
     snapshot_id: str | None = None
+    write: Callable[[int], int] | None = None
 
 
 @dataclass
@@ -175,9 +181,12 @@ def build(p: Plan, dest: Path, *, page_size: int | None = None,
     """Write the database as of `p.target_seq` to `dest` (created 0600, fsynced)."""
     fd = os.open(dest, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
-        with os.fdopen(os.dup(fd), "wb", buffering=0) as out, p.base.open() as src:
-            while chunk := src.read(CHUNK):
-                out.write(chunk)
+        if p.base.write is not None:
+            p.base.write(fd)
+        else:
+            with os.fdopen(os.dup(fd), "wb", buffering=0) as out, p.base.open() as src:
+                while chunk := src.read(CHUNK):
+                    out.write(chunk)
         size = os.fstat(fd).st_size
         if page_size is None:
             header = os.pread(fd, 100, 0)

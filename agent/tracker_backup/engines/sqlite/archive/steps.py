@@ -36,8 +36,31 @@ def _open_artifact(path: Path, art: Artifact):
     return open_decompressed(path, art.compression)
 
 
+def _write_pages(snapshot_dir: Path, index_path: Path, art: Artifact, source: dict):
+    """A `BaseRef.write` for a page snapshot: its index checked against the manifest,
+    then the database reassembled (every page proven, pages/reassemble.py) into fd."""
+    from tracker_backup.engines.sqlite.pages.index import PageIndexError
+    from tracker_backup.engines.sqlite.pages.reassemble import ReassembleError, reassemble
+    from tracker_backup.engines.sqlite.pages.verify import load_index, store_for
+
+    def write(fd: int) -> int:
+        size, digest = hash_file(index_path)
+        if digest != art.sha256 or size != art.bytes:
+            raise RunFailed(f"snapshot page index {index_path} does not match its manifest "
+                            "(sha256/size)")
+        try:
+            index = load_index(snapshot_dir, source)
+            reassemble(store_for(snapshot_dir), index, fd)
+        except (ReassembleError, PageIndexError) as exc:
+            raise RunFailed(f"sqlite: cannot reassemble base snapshot {snapshot_dir.name}: "
+                            f"{exc}") from None
+        return index.page_count * index.page_size
+    return write
+
+
 def snapshot_bases(backup_path: Path, snapshots: list[Snapshot] | None = None) -> list[pitr.BaseRef]:
-    """Good snapshots whose recorded WAL position is an entry of the archive."""
+    """Good snapshots whose recorded WAL position is an entry of the archive: full copies
+    (`.db.zst`) and page snapshots (layout = pages) alike."""
     snaps = snapshots if snapshots is not None else Store(backup_path).snapshots()
     refs = []
     for snap in snaps:
@@ -51,13 +74,18 @@ def snapshot_bases(backup_path: Path, snapshots: list[Snapshot] | None = None) -
         if found is None:
             continue
         arts = [Artifact.from_json(a) for a in snap.manifest["artifacts"]
-                if a.get("source") == SOURCE and a.get("content") == "sqlite"]
+                if a.get("source") == SOURCE and a.get("content") in ("sqlite", "sqlite-pages")]
         if not arts:
             continue
         art, path = arts[0], snap.path / arts[0].path
-        refs.append(pitr.BaseRef(found[0], found[1], float(pos.get("time", 0.0)),
-                                 f"snapshot {snap.id}", lambda p=path, a=art: _open_artifact(p, a),
-                                 snapshot_id=snap.id))
+        ref = pitr.BaseRef(found[0], found[1], float(pos.get("time", 0.0)), f"snapshot {snap.id}",
+                           None, snapshot_id=snap.id)
+        if art.content == "sqlite-pages":
+            ref.label = f"page snapshot {snap.id}"
+            ref.write = _write_pages(snap.path, path, art, src)
+        else:
+            ref.open = lambda p=path, a=art: _open_artifact(p, a)
+        refs.append(ref)
     return refs
 
 
