@@ -241,6 +241,20 @@ def ensure_tree(log=sys.stderr, release: str = DEFAULT_RELEASE, *, build: bool =
     return root
 
 
+def remove_cgroup(cg: Path) -> None:
+    """Remove a container's cgroup and what its systemd created in it (payload/, supervisor/
+    ...), deepest first: a cgroup with children cannot be removed, one with processes neither
+    (rmdir then fails and it stays)."""
+    if not cg.is_dir():
+        return
+    for sub in sorted((d for d in cg.rglob("*") if d.is_dir()), key=lambda d: len(d.parts),
+                      reverse=True):
+        with contextlib.suppress(OSError):
+            sub.rmdir()
+    with contextlib.suppress(OSError):
+        cg.rmdir()
+
+
 class Container:
     """One booted systemd (PID 1 inside an nspawn container) over an overlay of the tree."""
 
@@ -336,8 +350,7 @@ class Container:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=10)
         for cg in self.cgroups:
-            with contextlib.suppress(OSError):
-                cg.rmdir()
+            remove_cgroup(cg)
 
 
 def _main(argv: list[str]) -> int:

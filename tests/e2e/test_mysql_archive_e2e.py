@@ -30,6 +30,7 @@ from e2e.conftest import installed_box
 from support.deployment import BACKUP_USER, DATABASE, Deployment
 from support.docker_engine import DockerEngine, EngineUnavailable, compose_plugin
 from support.mariadb import MysqlWriter
+from support.proc_scan import ProcScanner
 from tracker_backup.engines.mysql.binlog import pitr
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.mysql]
@@ -163,8 +164,22 @@ def new_torrents(site, database: str, first: int) -> set[int]:
     return {n for n in (int(r[0], 16) for r in rows) if first <= n < first + 10**12}
 
 
+@pytest.fixture
+def scanner(site):
+    """Every /proc/*/cmdline and environ, watched for the passwords while the test runs.
+
+    The host's /proc shows the nspawn container's and the mysql container's processes too.
+    """
+    scan = ProcScanner(site.password, site.restore_password)
+    scan.start()
+    try:
+        yield scan
+    finally:
+        scan.stop()
+
+
 def test_the_archive_unit_streams_the_binlog_through_docker_compose_under_its_sandbox(
-        site, box, release, tmp_path):
+        site, box, release, tmp_path, scanner):
     # The generator enabled the unit from the config alone (multi-user.target wants it).
     assert box.run(["test", "-e", f"/run/systemd/generator/multi-user.target.wants/{UNIT}"],
                    check=False).returncode == 0, (
@@ -236,6 +251,9 @@ def test_the_archive_unit_streams_the_binlog_through_docker_compose_under_its_sa
     # into the binlog, and the drill says so (engines/mysql/scratch.py).
     assert "may not SET sql_log_bin" in drill_log, drill_log[-3000:]
     assert not [d for d in site.dep.databases() if d.startswith("tracker_backup_verify_")]
+    scanner.stop()
+    assert not scanner.leaks, scanner.leaks
+    assert {"docker", "mariadb-binlog", "mariadb-dump"} <= scanner.seen, sorted(scanner.seen)
 
     # Stop: clean, and the binlog tool goes with the unit (none left in the container).
     box.run(["systemctl", "stop", UNIT], timeout=120)
