@@ -23,6 +23,10 @@ class SqliteConfig:
     required_tables: tuple[str, ...] = TRACKER_TABLES
     # Continuous archiving (tracker-backup-archive.service, docs/continuous.md).
     continuous: bool = False
+    # How a run checks a page snapshot it built from the archive (layout = pages):
+    # pages = its new objects and every page digest (no staging, cost of the changes);
+    # database = the database reassembled into staging and PRAGMA-checked ([backup] verify).
+    archive_check: str = "pages"
 
     @property
     def has_maintenance_window(self) -> bool:
@@ -42,6 +46,7 @@ def parse_section(s: Section) -> SqliteConfig:
         start_command=s.command("start_command"),
         required_tables=s.words("required_tables", TRACKER_TABLES),
         continuous=s.boolean("continuous", False),
+        archive_check=s.choice("archive_check", "pages", ("pages", "database")),
     )
     if bool(cfg.stop_command) != bool(cfg.start_command):
         key = "start_command" if cfg.stop_command else "stop_command"

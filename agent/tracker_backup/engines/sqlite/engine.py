@@ -150,7 +150,8 @@ class SqliteEngine(contract.Engine):
         except OSError:
             return None
         if config.backup.layout == "pages":
-            return free_space_needed(config.backup.path, str(cfg.database), size)
+            return free_space_needed(config.backup.path, str(cfg.database), size,
+                                     staged_check=cfg.continuous and cfg.archive_check == "database")
         # A full copy: the raw staging copy, then its compressed artifact beside it.
         return 2 * size + (64 << 20), "layout = full: the database's size twice + 64 MiB"
 

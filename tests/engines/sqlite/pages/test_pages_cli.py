@@ -6,6 +6,8 @@ import json
 import sqlite3
 import time
 
+import pytest
+
 from engines.sqlite.pages.helpers import content
 from faults.harness import make_host
 from support.tracker_db import info_hash, invariant
@@ -182,8 +184,9 @@ def test_check_config_and_run_say_the_space_needed_before_starting(tmp_path):
     assert "twice the largest new bytes" in host.cli("check-config", check=True).stdout
 
 
+@pytest.mark.parametrize("archive_check", ["pages", "database"])
 def test_with_the_archiver_running_the_next_snapshot_is_built_from_the_archive(
-        tmp_path, start_writer):
+        tmp_path, start_writer, archive_check):
     import signal
     import subprocess
     import sys
@@ -192,7 +195,8 @@ def test_with_the_archiver_running_the_next_snapshot_is_built_from_the_archive(
     from tracker_backup.engines.sqlite.pages.from_archive import archiver_running
 
     archiver_script = Path(__file__).resolve().parents[3] / "support" / "run_archiver.py"
-    host = make_host(tmp_path, rows=8000, backup=PAGES, sqlite="continuous = yes", files=False,
+    host = make_host(tmp_path, rows=8000, backup=PAGES, files=False,
+                     sqlite=f"continuous = yes\narchive_check = {archive_check}",
                      retention="keep_last = 10\nkeep_days = 0")
     host.backups.mkdir(mode=0o700)
     archiver = subprocess.Popen([sys.executable, str(archiver_script), str(host.db),
@@ -213,6 +217,17 @@ def test_with_the_archiver_running_the_next_snapshot_is_built_from_the_archive(
         assert first["method"] == "wal-snapshot"
         assert second["method"] == "archive", second
         assert second["archive_entries"] > 0 and second["changed_pages"] < second["page_count"]
+        if archive_check == "pages":
+            # Checked at the cost of the changes: the new objects and the page digests, no
+            # PRAGMA (that is verify's and the drill's), nothing staged.
+            assert second["check"]["level"] == "pages" and second["check"]["pragma"] is None
+            assert 0 < second["check"]["objects_checked"] <= second["referenced_objects"]
+            assert second["row_counts"] == {}
+            assert "archive_check = database" not in host.cli("check-config", check=True).stdout
+        else:
+            assert second["check"]["pragma"] == "integrity_check"  # [backup] verify = full
+            assert second["row_counts"]["torrents"] >= 8000
+            assert "archive_check = database" in host.cli("check-config", check=True).stdout
         out = tmp_path / "from-archive.db"
         host.cli("restore", host.snapshots()[-1].name, "--kind", "sqlite", "--to", str(out),
                  check=True)

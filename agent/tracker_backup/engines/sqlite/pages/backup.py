@@ -94,7 +94,10 @@ class PagesBackup:
         if archived is not None:
             method = "archive"  # the commits since the previous snapshot, from the archive
             result, info = archived
-            check = self._check_reassembled(result.index)
+            if self.cfg.archive_check == "database":
+                check = self._check_reassembled(result.index)
+            else:
+                check = self._check_pages(result.index)
         elif self.mode == "wal":
             method = "wal-snapshot"  # how consistency was had; "layout" says how it is stored
             result, info, check = self._read(deadline=None, check_pinned=True)
@@ -266,6 +269,50 @@ class PagesBackup:
         finally:
             target.unlink(missing_ok=True)
 
+    def _check_pages(self, index: PageIndex) -> dict:
+        """An archive-built snapshot, checked at the cost of its changes, staging nothing.
+
+        Every object it references that the previous snapshot did not (the ones
+        this run wrote or reused) is read back whole: decompressed, SHA-256 against
+        its name, every page against its header digest. Then the page digests of
+        the whole snapshot, from the headers of every object it references (16
+        bytes a page, no decompression), must hash to the index's pages_digest,
+        which the writer computed from the pages it meant to store. Together: the
+        snapshot reassembles to exactly the previous snapshot's pages plus the
+        archived changes. The SQL check of the result is left to `verify` and the
+        drill (docs/sqlite.md, "Page snapshots built from the archive").
+        """
+        import hashlib
+
+        from tracker_backup.engines.sqlite.pages.objects import ObjectError
+        from tracker_backup.engines.sqlite.pages.writer import load_digests
+
+        started = time.monotonic()
+        self.ctx.progress("sqlite: checking the new objects and the page digests")
+        before = self.previous.object_names() if self.previous is not None else set()
+        new = sorted(index.object_names() - before)
+        problems = []
+        for name in new:
+            try:
+                self.store.read_pages(name, check_digests=True)
+            except ObjectError as exc:
+                problems.append(str(exc))
+        if not problems:
+            try:
+                digests = load_digests(self.store, index)
+            except (ObjectError, PageIndexError) as exc:
+                problems.append(str(exc))
+            else:
+                if hashlib.sha256(digests).hexdigest() != index.pages_digest:
+                    problems.append("the stored objects' page digests do not match the "
+                                    "index's pages_digest")
+        if problems:
+            raise SourceError("sqlite: the pages just stored from the archive do not check: "
+                              + "; ".join(problems[:3]))
+        return {"level": "pages", "pragma": None, "result": "ok", "messages": [],
+                "missing_tables": [], "row_counts": {}, "objects_checked": len(new),
+                "seconds": round(time.monotonic() - started, 3)}
+
     def _write_index(self, index: PageIndex) -> Artifact:
         data = compress_index(index, self.ctx.backup.compression_level)
         with ArtifactWriter(self.ctx.staging, f"sqlite/{self.cfg.database.name}{INDEX_SUFFIX}",
@@ -276,13 +323,23 @@ class PagesBackup:
         return writer.artifact
 
 
-def free_space_needed(backup_path: Path, origin: str, database_bytes: int) -> tuple[int, str]:
+def free_space_needed(backup_path: Path, origin: str, database_bytes: int, *,
+                      staged_check: bool = False) -> tuple[int, str]:
     """(bytes, why) a pages-layout run needs free on the backup path before it starts.
 
     After a pages snapshot: twice the largest of the last snapshots' new bytes
     (changes vary day to day), plus a buffer. For the first one: what a full
-    compressed copy took, or else the database's size.
+    compressed copy took, or else the database's size. `staged_check`: the run
+    may reassemble the database into staging to check it ([sqlite] archive_check
+    = database): its size on top.
     """
+    need, why = _space_for_objects(backup_path, origin, database_bytes)
+    if staged_check:
+        return need + database_bytes, why + " + the database's size (archive_check = database)"
+    return need, why
+
+
+def _space_for_objects(backup_path: Path, origin: str, database_bytes: int) -> tuple[int, str]:
     from tracker_backup.store import Store
 
     buffer = 64 << 20
