@@ -73,9 +73,16 @@ def test_the_drills_load_is_logged_with_a_warning_until_the_account_may_set_sql_
 def test_the_archive_drill_replays_into_its_scratch_database_out_of_the_binlog(
         tmp_path, mariadb_server, fresh_cli):
     server = mariadb_server
-    db, _user, conf = tracker_and_account(server, tmp_path, rows=5000, extra="continuous = yes\n", grants=[
-        "REPLICATION SLAVE, BINLOG MONITOR, BINLOG REPLAY, BINLOG ADMIN ON *.*"])
+    db, user, conf = tracker_and_account(server, tmp_path, rows=5000, extra="continuous = yes\n", grants=[
+        "REPLICATION SLAVE, BINLOG MONITOR, BINLOG REPLAY ON *.*"])
     cli = fresh_cli(conf)
+    # check-config says the drills would be logged, and what to grant; then it is quiet.
+    check = cli("check-config")
+    assert check.returncode == EXIT_OK and WARNING in check.stderr, check.stderr
+    assert "GRANT BINLOG ADMIN ON *.*" in check.stderr, check.stderr
+    server.sql(f"GRANT BINLOG ADMIN ON *.* TO '{user}'@'localhost'")
+    check = cli("check-config")
+    assert check.returncode == EXIT_OK and WARNING not in check.stderr, check.stderr
     cli("run", check=True)
     archiver = cli.popen("archive")
     try:

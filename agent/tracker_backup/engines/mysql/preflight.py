@@ -50,6 +50,10 @@ def binlog_problems(server: MysqlServer) -> list[str]:
                                    grantee=s["grantee"])
     if replay:  # only the drill needs it (restore --at names its own account)
         log.warning("mysql: %s", replay)
+    unlogged = checks.unlogged_drill_note(flavour=s["flavour"], privileges=s["privileges"],
+                                          grantee=s["grantee"])
+    if unlogged and s["log_bin"]:
+        log.warning("mysql: %s", unlogged)
     return checks.problems(flavour=s["flavour"], log_bin=s["log_bin"],
                            binlog_format=s["binlog_format"], checksum=s["binlog_checksum"],
                            privileges=s["privileges"], grantee=s["grantee"])

@@ -84,3 +84,15 @@ def test_replaying_row_events_needs_binlog_replay_or_its_mysql_names():
         flavour="mysql", privileges={"SELECT"}, grantee=GRANTEE)
     assert checks.replay_problem(flavour="mysql", privileges={"REPLICATION_APPLIER"}, grantee=GRANTEE) is None
     assert checks.replay_problem(flavour="mariadb", privileges={"BINLOG REPLAY"}, grantee=GRANTEE) is None
+
+
+def test_drills_out_of_the_binlog_need_binlog_admin_or_its_mysql_names():
+    note = checks.unlogged_drill_note(flavour="mariadb", privileges={"BINLOG MONITOR", "BINLOG REPLAY"},
+                                      grantee="'tb'@'%'")
+    assert note and "GRANT BINLOG ADMIN ON *.* TO 'tb'@'%';" in note and "PURGE BINARY LOGS" in note
+    assert checks.unlogged_drill_note(flavour="mariadb", privileges={"BINLOG ADMIN"}, grantee="x") is None
+    assert checks.unlogged_drill_note(flavour="mariadb", privileges={"SUPER"}, grantee="x") is None
+    note = checks.unlogged_drill_note(flavour="mysql", privileges={"REPLICATION CLIENT"}, grantee="x")
+    assert note and "GRANT SESSION_VARIABLES_ADMIN ON *.* TO x;" in note
+    for enough in ("SESSION_VARIABLES_ADMIN", "SYSTEM_VARIABLES_ADMIN", "ALL PRIVILEGES"):
+        assert checks.unlogged_drill_note(flavour="mysql", privileges={enough}, grantee="x") is None

@@ -94,6 +94,23 @@ def current_position(client: MysqlClient, flavour: str, version: tuple[int, ...]
     return rows[0][0], int(rows[0][1])
 
 
+def unlogged_drill_note(*, flavour: str, privileges: set[str], grantee: str) -> str | None:
+    """Why the drills' scratch loads will go into the binlog (the archiver then streams them),
+    or None when the account may SET sql_log_bin (engines/mysql/scratch.py)."""
+    from tracker_backup.engines.mysql.scratch import SQL_LOG_BIN_PRIVILEGE
+
+    have = {p.upper() for p in privileges}
+    options = ("BINLOG ADMIN", "SUPER") if flavour == "mariadb" else (
+        "SESSION_VARIABLES_ADMIN", "SYSTEM_VARIABLES_ADMIN", "SUPER")
+    if "ALL PRIVILEGES" in have or any(p in have for p in options):
+        return None
+    grant = SQL_LOG_BIN_PRIVILEGE.get(flavour, options[0])
+    return (f"account {grantee} may not SET sql_log_bin: the drills' scratch databases go into the "
+            "server's binary log, and the archiver streams (and lags behind) each drill's load. "
+            f"To keep them out: GRANT {grant} ON *.* TO {grantee}; (it also allows PURGE BINARY "
+            "LOGS: see docs/mysql.md)")
+
+
 def replay_problem(*, flavour: str, privileges: set[str], grantee: str) -> str | None:
     """Why this account cannot replay row events (the drill and restore --at), or None.
 
