@@ -240,7 +240,7 @@ def test_with_the_archiver_running_the_next_snapshot_is_built_from_the_archive(
         archiver.communicate(timeout=30)
 
 
-def wait_until_archived(host, timeout: float = 60) -> None:
+def wait_until_archived(host, timeout: float = 120) -> None:
     """Until the archive's last entry is the database's last commit (the writer stopped)."""
     import os
 
@@ -259,7 +259,11 @@ def wait_until_archived(host, timeout: float = 60) -> None:
                     last.get("salt1"), last.get("salt2"), last.get("frame")) == (
                     hdr.salt1, hdr.salt2, hdr.mx_frame)):
                 return
-            assert time.monotonic() < deadline, f"archive behind: {last} vs {hdr}"
+            if time.monotonic() > deadline:
+                status = host.backups / "archive" / "sqlite" / "status.json"
+                raise AssertionError(f"archive behind: {last} vs {hdr}; generation "
+                                     f"{gen.id if gen else None}, {len(segs)} segments; status "
+                                     f"{status.read_text() if status.exists() else 'none'}")
             time.sleep(0.1)
     finally:
         os.close(fd)
