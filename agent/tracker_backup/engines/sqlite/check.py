@@ -54,3 +54,19 @@ def check_connection(conn: sqlite3.Connection, level: str,
         "row_counts": counts,
         "seconds": round(time.monotonic() - started, 3),
     }
+
+
+def stored_copy_problems(check: dict, expected_counts: dict, prefix: str,
+                         copy: str = "") -> list[str]:
+    """What `check_database` found wrong with a stored copy, as verify reports it:
+    the PRAGMA's messages (or the missing tables), then row counts that differ from
+    the manifest's `expected_counts` (none recorded: not compared)."""
+    problems = []
+    if check["result"] != "ok":
+        problems.append(f"{prefix}: PRAGMA {check['pragma']}{copy} failed: "
+                        + "; ".join(check["messages"][:3] or
+                                    [f"missing tables {check['missing_tables']}"]))
+    if expected_counts and check["row_counts"] != expected_counts:
+        problems.append(f"{prefix}: row counts {check['row_counts']} differ from the manifest's "
+                        f"{expected_counts}")
+    return problems

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tracker_backup.artifacts import Artifact, open_decompressed
-from tracker_backup.engines.sqlite.check import check_database
+from tracker_backup.engines.sqlite.check import check_database, stored_copy_problems
 
 
 def verify_stored(snapshot_dir: Path, source: dict, artifacts: list[Artifact], level: str,
@@ -24,13 +24,6 @@ def verify_stored(snapshot_dir: Path, source: dict, artifacts: list[Artifact], l
             while chunk := fh.read(1 << 20):
                 out.write(chunk)
         check = check_database(target, level, required_tables)
-        if check["result"] != "ok":
-            problems.append(f"{art.path}: PRAGMA {check['pragma']} failed: "
-                            + "; ".join(check["messages"][:3] or
-                                        [f"missing tables {check['missing_tables']}"]))
-        expected = source.get("row_counts", {})
-        if expected and check["row_counts"] != expected:
-            problems.append(f"{art.path}: row counts {check['row_counts']} differ from the "
-                            f"manifest's {expected}")
+        problems += stored_copy_problems(check, source.get("row_counts", {}), art.path)
         target.unlink(missing_ok=True)
     return problems

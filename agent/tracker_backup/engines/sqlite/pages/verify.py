@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tracker_backup.engines.sqlite.check import check_database
+from tracker_backup.engines.sqlite.check import check_database, stored_copy_problems
 from tracker_backup.engines.sqlite.pages.index import PageIndex, PageIndexError, read_index_file
 from tracker_backup.engines.sqlite.pages.objects import ObjectStore
 from tracker_backup.engines.sqlite.pages.reassemble import (
@@ -68,12 +68,5 @@ def verify_pages(snapshot_dir: Path, source: dict, level: str, scratch: Path) ->
         check = check_database(target, level, tuple(source.get("required_tables", ())))
     finally:
         target.unlink(missing_ok=True)
-    if check["result"] != "ok":
-        problems.append(f"sqlite: PRAGMA {check['pragma']} of the reassembled database failed: "
-                        + "; ".join(check["messages"][:3] or
-                                    [f"missing tables {check['missing_tables']}"]))
-    expected = source.get("row_counts", {})
-    if expected and check["row_counts"] != expected:
-        problems.append(f"sqlite: row counts {check['row_counts']} differ from the manifest's "
-                        f"{expected}")
-    return problems
+    return stored_copy_problems(check, source.get("row_counts", {}), "sqlite",
+                                " of the reassembled database")
