@@ -65,9 +65,8 @@ def create_scratch(client: MysqlClient, name: str, unlogged: bool) -> None:
                               unlogged), what="create scratch database")
 
 
-def drop_scratch(server: MysqlServer | MysqlClient, name: str, unlogged: bool = False) -> None:
+def drop_scratch(client: MysqlClient, name: str, unlogged: bool = False) -> None:
     """DROP DATABASE IF EXISTS (errors logged: the next run's stale sweep retries)."""
-    client = server.client if isinstance(server, MysqlServer) else server
     try:
         client.query(unlogged_sql(f"DROP DATABASE IF EXISTS {quote_ident(name)}", unlogged),
                      what="drop scratch")
@@ -88,7 +87,7 @@ def drop_stale_scratch(server: MysqlServer) -> None:
         return
     for row in rows:
         log.warning("mysql: dropping scratch database %s left by an interrupted run", row[0])
-        drop_scratch(server, row[0])
+        drop_scratch(server.client, row[0])
 
 def restore_check(server: MysqlServer, path: Path, compression: str, expected: dict[str, int],
                   tools: Tools | None = None) -> dict:
@@ -111,7 +110,7 @@ def restore_check(server: MysqlServer, path: Path, compression: str, expected: d
         restored = [r[0] for r in rows]
         counts = count_rows(server.client, name, restored, what="count restored")
     finally:
-        drop_scratch(server, name, unlogged)
+        drop_scratch(server.client, name, unlogged)
     problems = []
     if sorted(restored) != sorted(expected):
         problems.append(f"tables {sorted(restored)} differ from the dump's {sorted(expected)}")
@@ -135,7 +134,7 @@ def probe_scratch(server: MysqlServer, grantee: str) -> str | None:
             "ALTER TABLE t DISABLE KEYS; INSERT INTO t VALUES (1); UNLOCK TABLES;\n"
             f"DROP DATABASE {quote_ident(name)};", what="probe scratch database")
     except SourceError as exc:
-        drop_scratch(server, name)
+        drop_scratch(server.client, name)
         pattern = SCRATCH_PREFIX.replace("_", "\\_") + "%"
         return (f"verify = restore needs a scratch database, and {exc}. Fix: GRANT ALL "
                 f"PRIVILEGES ON `{pattern}`.* TO {grantee};")
