@@ -27,6 +27,23 @@ from tracker_backup.errors import UsageError
 SLACK = 0.5  # seconds: archiver's poll + publish on this loaded 2-core machine
 
 
+def restart_ship_and_check(procs, db, backup, writer) -> None:
+    """Start the archiver again, let it ship the writer's last commits, stop both; then
+    every generation is intact: entries 1..n with no gap or duplicate, no temp files."""
+    arch = procs.archiver(db, backup)
+    arch.wait_for("archiving sqlite")
+    time.sleep(1.5)
+    writer.stop()
+    time.sleep(1)
+    assert arch.stop() == 0
+    for gen in SourceArchive(backup, "sqlite").generations():
+        segs, problem = gen.segments()
+        assert problem is None, problem
+        seqs = [e.seq for e in gen.iter_entries(0)]
+        assert seqs == list(range(1, len(seqs) + 1)), f"{gen.id}: gap or duplicate"
+        assert not [p for p in gen.path.iterdir() if p.name.startswith(".tmp-")]
+
+
 def test_restore_at_a_time_holds_exactly_the_commits_up_to_it(tmp_path, tracker, procs):
     db, metric0 = tracker
     backup = tmp_path / "backup"
@@ -86,18 +103,7 @@ def test_sigkill_at_any_moment_then_restart_leaves_no_gap_and_no_duplicate(tmp_p
         gens = SourceArchive(backup, "sqlite").generations()
         tmp_seen += sum(1 for g in gens for p in g.path.iterdir() if p.name.startswith(".tmp-"))
         arch.kill()
-    arch = procs.archiver(db, backup)
-    arch.wait_for("archiving sqlite")
-    time.sleep(1.5)
-    w.stop()
-    time.sleep(1)
-    assert arch.stop() == 0
-    for gen in SourceArchive(backup, "sqlite").generations():
-        segs, problem = gen.segments()
-        assert problem is None, problem
-        seqs = [e.seq for e in gen.iter_entries(0)]
-        assert seqs == list(range(1, len(seqs) + 1)), f"{gen.id}: gap or duplicate"
-        assert not [p for p in gen.path.iterdir() if p.name.startswith(".tmp-")]
+    restart_ship_and_check(procs, db, backup, w)
     commits = w.commits()
     restore_at(backup, None, tmp_path / "r.db")
     assert applied_prefix(tmp_path / "r.db", commits, metric0) == len(commits)
@@ -346,17 +352,6 @@ def test_sigkill_exactly_mid_publish_then_restart_leaves_no_gap_and_no_duplicate
         trap.wait(timeout=30)
     assert arch.proc.returncode == -9
     arch.fh.close()
-    again = procs.archiver(db, backup)
-    again.wait_for("archiving sqlite")
-    time.sleep(1.5)
-    w.stop()
-    time.sleep(1)
-    assert again.stop() == 0
-    for gen in SourceArchive(backup, "sqlite").generations():
-        segs, problem = gen.segments()
-        assert problem is None, problem
-        seqs = [e.seq for e in gen.iter_entries(0)]
-        assert seqs == list(range(1, len(seqs) + 1)), f"{gen.id}: gap or duplicate"
-        assert not [p for p in gen.path.iterdir() if p.name.startswith(".tmp-")]
+    restart_ship_and_check(procs, db, backup, w)
     restore_at(backup, None, tmp_path / "r.db")
     assert applied_prefix(tmp_path / "r.db", w.commits(), metric0) == len(w.commits())
