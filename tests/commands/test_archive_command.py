@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Cli, write_config
+from support.polling import wait_for
 from support.tracker_db import create_tracker_db, invariant
 
 
@@ -32,18 +33,10 @@ continuous = yes
     return Cli(cfg), db
 
 
-def _wait(predicate, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
 def _archiving(cli: Cli, tmp_path: Path):
     proc = cli.popen("archive")
-    _wait(lambda: list((tmp_path / "backups" / "archive" / "sqlite").glob("*/base-*.json")),
-          what="the archive's first base")
+    wait_for(lambda: list((tmp_path / "backups" / "archive" / "sqlite").glob("*/base-*.json")),
+             what="the archive's first base")
     return proc
 
 

@@ -20,11 +20,12 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from conftest import Cli, agent_env
+from support import polling
 from support.tracker_db import create_tracker_db, invariant
 
 ID_RE = re.compile(r"^\d{8}T\d{6}Z(?:-\d+)?$")
@@ -114,20 +115,8 @@ def make_host(tmp: Path, *, rows: int = 2000, pad: int = 0, wal: bool = True,
 
 # -- watching the agent from outside --------------------------------------------------------
 
-def wait_for(predicate: Callable[[], object], timeout: float = 30, what: str = "condition",
-             proc: subprocess.Popen | None = None, interval: float = 0.002) -> object:
-    """Poll until predicate() is truthy; fail clearly if the agent exits first."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if proc is not None and proc.poll() is not None:
-            out, err = proc.communicate()
-            raise AssertionError(f"agent exited {proc.returncode} before {what}\n{out}\n{err}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(interval)
+# The fault tests race the agent to a moment (a file opened, a phase begun): poll fast.
+wait_for = partial(polling.wait_for, interval=0.002)
 
 
 def open_files(pid: int) -> dict[str, int]:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Cli, write_config
+from support.polling import wait_for
 from support.prom_text import Exposition
 from support.tracker_db import create_tracker_db
 from tracker_backup import metrics
@@ -30,15 +31,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-    return value
 
 
 def archive_config(tmp_path: Path, textfile: Path, *, continuous: str = "yes",
@@ -74,14 +66,15 @@ def test_the_archiver_writes_its_health_and_serves_it_on_the_loopback(tmp_path, 
     proc = cli.popen("archive")
     try:
         writer = start_writer(tmp_path / "db" / "tracker.db", rate=100, existing=2000)
-        first = wait_for(lambda: textfile_has_archive(textfile), what="archive metrics in the textfile")
+        first = wait_for(lambda: textfile_has_archive(textfile), timeout=60,
+                         what="archive metrics in the textfile")
         assert first.value(P + "archive_enabled", source="sqlite") == 1
         assert first.value(P + "archive_stalled", source="sqlite") == 0
         assert first.value(P + "archive_lag_seconds", source="sqlite") < 60
         # rewritten every few seconds: the reported time moves on
         wait_for(lambda: (m := textfile_has_archive(textfile)) and m.value(
             P + "archive_updated_timestamp_seconds", source="sqlite") > first.value(
-            P + "archive_updated_timestamp_seconds", source="sqlite"), what="a newer report")
+            P + "archive_updated_timestamp_seconds", source="sqlite"), timeout=60, what="a newer report")
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
             body = resp.read().decode()
         check = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True,
@@ -117,7 +110,8 @@ def test_a_stopped_archiver_keeps_aging_and_a_switched_off_one_disappears(tmp_pa
     cli = Cli(conf)
     proc = cli.popen("archive")
     try:
-        wait_for(lambda: textfile_has_archive(textfile), what="archive metrics in the textfile")
+        wait_for(lambda: textfile_has_archive(textfile), timeout=60,
+                 what="archive metrics in the textfile")
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=60)

@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from conftest import ROOT
+from support.polling import wait_for
 
 PROMETHEUS = "/usr/bin/prometheus"
 RULES = ROOT / "packaging/prometheus/tracker-backup.rules.yml"
@@ -66,26 +66,18 @@ def firing(api: str) -> set[str] | None:
     return {a["labels"]["alertname"] for a in alerts if a["state"] == "firing"}
 
 
-def wait_until(predicate, what: str, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.5)
-
-
 def test_the_shipped_rules_fire_and_resolve_on_what_the_agent_exports(mcli, storage, prometheus):
     mcli("run", check=True)
     db: Path = storage / "tracker/lib/database/tracker.db"
     db.rename(db.with_suffix(".gone"))
     assert mcli("run").returncode != 0
     wanted = {"TrackerBackupLastRunFailed", "TrackerBackupDrillOverdue"}
-    wait_until(lambda: wanted <= (firing(prometheus) or set()),
-               "the failed run and the missing drill to fire")
+    wait_for(lambda: wanted <= (firing(prometheus) or set()), timeout=60,
+             what="the failed run and the missing drill to fire", diagnose=lambda: firing(prometheus))
     now = firing(prometheus)
     assert now is not None and "TrackerBackupTooOld" not in now and "TrackerBackupPathSpaceLow" not in now, now
     db.with_suffix(".gone").rename(db)
     mcli("run", check=True)
     mcli("drill", check=True)
-    wait_until(lambda: (now := firing(prometheus)) is not None and not now & wanted,
-               "both to resolve after a good run and a drill")
+    wait_for(lambda: (now := firing(prometheus)) is not None and not now & wanted, timeout=60,
+             what="both to resolve after a good run and a drill", diagnose=lambda: firing(prometheus))
