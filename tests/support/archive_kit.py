@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from support.polling import wait_for
 from support.tracker_db import METRIC, create_tracker_db, info_hash
 from support.writer_process import WriterProcess
 from tracker_backup.engines.sqlite.archive import restore as pitr
@@ -56,11 +57,9 @@ class ArchiverProc:
                                      stdout=self.fh, stderr=self.fh, env=env)
 
     def wait_for(self, text: str, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.log_path.read_text():
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise AssertionError(f"archiver never logged {text!r}:\n{self.log_path.read_text()}")
-            time.sleep(0.05)
+        """Until the archiver's log says `text`; fails with the log if it exits first."""
+        wait_for(lambda: text in self.log_path.read_text(), timeout, f"the archiver to log {text!r}",
+                 interval=0.05, proc=self.proc, diagnose=self.log_path.read_text)
 
     def stop(self) -> int:
         if self.proc.poll() is None:
@@ -68,6 +67,14 @@ class ArchiverProc:
             self.proc.wait(timeout=60)
         self.fh.close()
         return self.proc.returncode
+
+    def stop_after(self, writer: WriterProcess, settle: float = 1.0) -> dict:
+        """Stop `writer`, give the archiver `settle` seconds to ship its last commits, stop the
+        archiver (asserting a clean exit); the writer's final stats."""
+        stats = writer.stop()
+        time.sleep(settle)
+        assert self.stop() == 0, self.log_path.read_text()
+        return stats
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -84,6 +91,13 @@ def restore_at(backup: Path, at: float | None, dest: Path) -> dict:
     info["integrity"] = conn.execute("PRAGMA integrity_check").fetchone()[0]
     conn.close()
     return info
+
+
+def assert_latest_has_every_commit(backup: Path, dest: Path, commits: list[Commit],
+                                   initial_metric: int) -> None:
+    """Restore the latest point to `dest`: it holds exactly all of `commits`."""
+    restore_at(backup, None, dest)
+    assert applied_prefix(dest, commits, initial_metric) == len(commits)
 
 
 def applied_prefix(db: Path, commits: list[Commit], initial_metric: int, *,

@@ -17,8 +17,8 @@ def wait_for(predicate: Callable[[], T], timeout: float = 30.0, what: str = "con
 
     Raises AssertionError naming `what` after `timeout` seconds, with the last value the
     predicate returned and, when given, what diagnose() says then (read at the timeout,
-    not before the wait). With `proc`, the wait ends early, with the process's output,
-    if that process exits first.
+    not before the wait). With `proc`, the wait ends early if that process exits first,
+    with its output and the diagnosis.
     """
     deadline = time.monotonic() + timeout
     while True:
@@ -26,10 +26,14 @@ def wait_for(predicate: Callable[[], T], timeout: float = 30.0, what: str = "con
         if value:
             return value
         if proc is not None and proc.poll() is not None:
-            out, err = proc.communicate()
-            raise AssertionError(f"process exited {proc.returncode} before {what}\n{out}\n{err}")
+            streams = "".join(f"\n{text}" for text in proc.communicate() if text)
+            raise AssertionError(f"process exited {proc.returncode} before {what}"
+                                 f"{streams}{_diagnosis(diagnose)}")
         if time.monotonic() > deadline:
-            detail = f"\n{diagnose()}" if diagnose is not None else ""
             raise AssertionError(f"timed out after {timeout:g}s waiting for {what} "
-                                 f"(last value {value!r}){detail}")
+                                 f"(last value {value!r}){_diagnosis(diagnose)}")
         time.sleep(interval)
+
+
+def _diagnosis(diagnose: Callable[[], object] | None) -> str:
+    return f"\n{diagnose()}" if diagnose is not None else ""

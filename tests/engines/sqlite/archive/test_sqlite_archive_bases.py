@@ -45,9 +45,7 @@ def test_snapshot_position_resolves_to_the_entry_it_was_taken_at(tmp_path, track
     time.sleep(1)
     position = _snapshot(db, tmp_path / "snap.db")
     time.sleep(1.5)
-    w.stop()
-    time.sleep(1)
-    assert arch.stop() == 0
+    arch.stop_after(w)
     assert position is not None and position["frame"] > 0
     resolved = resolve(backup, position)
     assert resolved is not None
@@ -76,9 +74,7 @@ def test_changed_pages_applied_to_the_base_give_the_later_state(tmp_path, tracke
     arch.wait_for("archive base")
     w = procs.writer(db, rate=300)
     time.sleep(2)
-    w.stop()
-    time.sleep(1)
-    assert arch.stop() == 0
+    arch.stop_after(w)
     gen = SourceArchive(backup, "sqlite").current()
     base = gen.bases()[0]
     end = gen.segments()[0][-1].last_seq

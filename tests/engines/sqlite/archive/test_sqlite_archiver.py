@@ -16,6 +16,7 @@ import pytest
 
 from support.archive_kit import (  # noqa: F401 - the fixtures tracker and procs
     applied_prefix,
+    assert_latest_has_every_commit,
     procs_fixture,
     restore_at,
     tracker_fixture,
@@ -33,9 +34,7 @@ def restart_ship_and_check(procs, db, backup, writer) -> None:
     arch = procs.archiver(db, backup)
     arch.wait_for("archiving sqlite")
     time.sleep(1.5)
-    writer.stop()
-    time.sleep(1)
-    assert arch.stop() == 0
+    arch.stop_after(writer)
     for gen in SourceArchive(backup, "sqlite").generations():
         segs, problem = gen.segments()
         assert problem is None, problem
@@ -51,9 +50,7 @@ def test_restore_at_a_time_holds_exactly_the_commits_up_to_it(tmp_path, tracker,
     arch.wait_for("archive base")
     w = procs.writer(db, rate=300)
     time.sleep(4)
-    w.stop()
-    time.sleep(1)
-    assert arch.stop() == 0
+    arch.stop_after(w)
     commits = w.commits()
     assert len(commits) > 300
     lo, hi = commits[0].ack, commits[-1].ack
@@ -105,8 +102,7 @@ def test_sigkill_at_any_moment_then_restart_leaves_no_gap_and_no_duplicate(tmp_p
         arch.kill()
     restart_ship_and_check(procs, db, backup, w)
     commits = w.commits()
-    restore_at(backup, None, tmp_path / "r.db")
-    assert applied_prefix(tmp_path / "r.db", commits, metric0) == len(commits)
+    assert_latest_has_every_commit(backup, tmp_path / "r.db", commits, metric0)
 
 
 def test_tracker_truncate_checkpoint_gets_busy_and_breaks_nothing(tmp_path, tracker, procs):
@@ -120,13 +116,10 @@ def test_tracker_truncate_checkpoint_gets_busy_and_breaks_nothing(tmp_path, trac
     results = [conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone() for _ in range(3)]
     conn.close()
     time.sleep(1)
-    stats = w.stop()
-    time.sleep(1)
-    assert arch.stop() == 0
+    stats = arch.stop_after(w)
     assert any(r[0] == 1 for r in results), f"TRUNCATE was never refused: {results}"
     assert stats["errors"] == 0, stats["last_error"]
-    restore_at(backup, None, tmp_path / "r.db")
-    assert applied_prefix(tmp_path / "r.db", w.commits(), metric0) == len(w.commits())
+    assert_latest_has_every_commit(backup, tmp_path / "r.db", w.commits(), metric0)
 
 
 def test_tracker_restart_and_wal_resets_keep_one_generation(tmp_path, tracker, procs):
@@ -142,17 +135,14 @@ def test_tracker_restart_and_wal_resets_keep_one_generation(tmp_path, tracker, p
     for _ in range(20):
         time.sleep(0.1)
         wal_sizes.append(os.path.getsize(f"{db}-wal"))
-    w2.stop()
-    time.sleep(1)
-    assert arch.stop() == 0
+    arch.stop_after(w2)
     log = arch.log_path.read_text()
     resets = int(log.rsplit("wal resets ", 1)[1].split(",")[0])
     assert resets >= 1, log
     assert len(SourceArchive(backup, "sqlite").generations()) == 1
     assert max(wal_sizes) < 2500 * 4120, f"WAL not bounded: {max(wal_sizes)} bytes"
     commits = w1.commits() + w2.commits()
-    restore_at(backup, None, tmp_path / "r.db")
-    assert applied_prefix(tmp_path / "r.db", commits, metric0) == len(commits)
+    assert_latest_has_every_commit(backup, tmp_path / "r.db", commits, metric0)
 
 
 def test_replaced_database_starts_a_new_generation_with_a_base(tmp_path, tracker, procs):
@@ -213,17 +203,14 @@ def test_full_backup_path_stalls_loudly_then_resumes_without_gap(tmp_path, track
         filler.unlink()
         arch.wait_for("archiving resumed", timeout=40)
         time.sleep(1)
-        stats = w.stop()
-        time.sleep(1)
-        assert arch.stop() == 0
+        stats = arch.stop_after(w)
         assert stats["errors"] == 0
         gen = SourceArchive(backup, "sqlite").current()
         assert gen.segments()[1] is None
         assert not [p for p in gen.path.iterdir() if p.name.startswith(".tmp-")]
         seqs = [e.seq for e in gen.iter_entries(0)]
         assert seqs == list(range(1, len(seqs) + 1))
-        restore_at(backup, None, tmp_path / "r.db")
-        assert applied_prefix(tmp_path / "r.db", w.commits(), metric0) == len(w.commits())
+        assert_latest_has_every_commit(backup, tmp_path / "r.db", w.commits(), metric0)
         # Entries shipped after the stall kept the time they were seen at, not the resume time:
         # entry i is the writer's commit i (the only writer, started after the base).
         commits = w.commits()
@@ -263,9 +250,7 @@ def test_writer_as_uid_1000_keeps_its_files_owner(tmp_path, procs):
     try:
         w = procs.writer(db, rate=200, existing=2000, user="1000", workdir=world)
         time.sleep(1.5)
-        stats = w.stop()
-        time.sleep(0.7)
-        assert arch.stop() == 0
+        stats = arch.stop_after(w, settle=0.7)
         assert stats["errors"] == 0, stats["last_error"]
         for p in dbdir.iterdir():
             assert p.stat().st_uid == 1000, f"{p.name} owned by {p.stat().st_uid}"
@@ -353,5 +338,4 @@ def test_sigkill_exactly_mid_publish_then_restart_leaves_no_gap_and_no_duplicate
     assert arch.proc.returncode == -9
     arch.fh.close()
     restart_ship_and_check(procs, db, backup, w)
-    restore_at(backup, None, tmp_path / "r.db")
-    assert applied_prefix(tmp_path / "r.db", w.commits(), metric0) == len(w.commits())
+    assert_latest_has_every_commit(backup, tmp_path / "r.db", w.commits(), metric0)
