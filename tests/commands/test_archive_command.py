@@ -3,10 +3,14 @@ restore --at, status, list, run (snapshot becomes a base), prune, drill, refusal
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import sqlite3
+import subprocess
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -33,23 +37,31 @@ continuous = yes
     return Cli(cfg), db
 
 
-def _archiving(cli: Cli, tmp_path: Path):
-    proc = cli.popen("archive")
-    wait_for(lambda: list((tmp_path / "backups" / "archive" / "sqlite").glob("*/base-*.json")),
-             what="the archive's first base")
-    return proc
+@dataclass
+class _Archiver:
+    proc: subprocess.Popen
+    returncode: int | None = None
+    err: str = ""
 
 
-def _stop(proc) -> tuple[int, str]:
-    proc.send_signal(signal.SIGTERM)
-    _out, err = proc.communicate(timeout=60)
-    return proc.returncode, err
+@contextlib.contextmanager
+def _archiving(cli: Cli, tmp_path: Path) -> Iterator[_Archiver]:
+    """`tracker-backup archive`, from its first base on; on leaving, stopped with SIGTERM,
+    its exit code and stderr then in the record yielded."""
+    archiver = _Archiver(cli.popen("archive"))
+    try:
+        wait_for(lambda: list((tmp_path / "backups" / "archive" / "sqlite").glob("*/base-*.json")),
+                 what="the archive's first base", proc=archiver.proc)
+        yield archiver
+    finally:
+        archiver.proc.send_signal(signal.SIGTERM)
+        _out, archiver.err = archiver.proc.communicate(timeout=60)
+        archiver.returncode = archiver.proc.returncode
 
 
 def test_archive_then_restore_at_latest_status_and_list(tmp_path, setup, start_writer):
     cli, db = setup
-    proc = _archiving(cli, tmp_path)
-    try:
+    with _archiving(cli, tmp_path) as archiver:
         w = start_writer(db, rate=150, existing=2000)
         time.sleep(2)
         status = json.loads(cli("status", "--json", check=True).stdout)
@@ -61,9 +73,8 @@ def test_archive_then_restore_at_latest_status_and_list(tmp_path, setup, start_w
         time.sleep(1)
         out = cli("restore", "--kind", "sqlite", "--at", "latest", "--to", str(tmp_path / "r.db"),
                   check=True).stdout
-    finally:
-        rc, err = _stop(proc)
-    assert rc == 0, err
+    err = archiver.err
+    assert archiver.returncode == 0, err
     assert "reached the commit seen at" in out
     live = sqlite3.connect(db)
     restored = sqlite3.connect(tmp_path / "r.db")
@@ -73,8 +84,7 @@ def test_archive_then_restore_at_latest_status_and_list(tmp_path, setup, start_w
 
 def test_a_runs_snapshot_becomes_the_base_and_prune_keeps_what_it_needs(tmp_path, setup, start_writer):
     cli, db = setup
-    proc = _archiving(cli, tmp_path)
-    try:
+    with _archiving(cli, tmp_path) as archiver:
         w = start_writer(db, rate=150, existing=2000)
         time.sleep(1.5)
         cli("run", check=True)  # prunes too: keep_last = 1
@@ -85,9 +95,8 @@ def test_a_runs_snapshot_becomes_the_base_and_prune_keeps_what_it_needs(tmp_path
         time.sleep(1.5)
         w.stop()
         time.sleep(1)
-    finally:
-        rc, err = _stop(proc)
-    assert rc == 0, err
+    err = archiver.err
+    assert archiver.returncode == 0, err
     out = cli("restore", "--kind", "sqlite", "--at", "latest", "--to", str(tmp_path / "r.db"),
               check=True).stdout
     assert f"from snapshot {snap['id']}" in out, (out, err)
@@ -111,15 +120,12 @@ def test_a_runs_snapshot_becomes_the_base_and_prune_keeps_what_it_needs(tmp_path
 
 def test_drill_also_restores_a_random_second_of_the_archive(tmp_path, setup, start_writer):
     cli, db = setup
-    proc = _archiving(cli, tmp_path)
-    try:
+    with _archiving(cli, tmp_path):
         w = start_writer(db, rate=150, existing=2000)
         time.sleep(1.5)
         cli("run", check=True)
         time.sleep(1)
         w.stop()
-    finally:
-        _stop(proc)
     result = json.loads(cli("drill", "--json", check=True).stdout)
     arch = result["details"]["sqlite-archive"]
     assert arch["integrity"] == "ok" and arch["entries_applied"] >= 0

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from conftest import Cli, write_config
+from support.polling import wait_for
 from support.tracker_db import create_tracker_db
 from tracker_backup.errors import EXIT_LOCKED, EXIT_OK, EXIT_RUN_FAILED
 
@@ -137,10 +138,8 @@ database = {storage / "tracker/lib/database/big.db"}
     cli = Cli(conf)
     proc = cli.popen("run")
     backups = tmp_path / "backups"
-    deadline = time.monotonic() + 20
-    while not list(backups.glob(".staging-*/sqlite/*")):
-        assert time.monotonic() < deadline and proc.poll() is None, "copy never started"
-        time.sleep(0.05)
+    wait_for(lambda: list(backups.glob(".staging-*/sqlite/*")), timeout=20, what="the copy to start",
+             interval=0.05, proc=proc)
     return conf, cli, proc, backups
 
 
