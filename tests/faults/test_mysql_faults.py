@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from faults.harness import assert_published_are_complete, fingerprints, make_host, wait_for
+from faults.harness import Host, assert_published_are_complete, fingerprints, make_host, wait_for
 from support import mariadb as mariadb_support
 
 pytestmark = pytest.mark.mysql
@@ -37,20 +37,27 @@ def _dump_pids(socket) -> list[int]:
     return found
 
 
-def test_sigkill_of_the_agent_mid_dump_leaves_no_dump_running_and_publishes_nothing(
-        tmp_path, mariadb_server):
-    server = mariadb_server
+def _mysql_host(tmp_path, server, *grants: str, mysql: str = "") -> tuple[Host, str]:
+    """A host backing up only a new 100,000-torrent database on `server`, as a user with
+    the dump's grants on it and `grants`; (the host, the database's name)."""
     name = f"tf_{secrets.token_hex(4)}"
     server.create_tracker_db(name, rows=100_000)
     password = secrets.token_hex(12)
-    server.create_user(USER, password, [f"SELECT, SHOW VIEW, TRIGGER ON `{name}`.*"])
+    server.create_user(USER, password, [f"SELECT, SHOW VIEW, TRIGGER ON `{name}`.*", *grants])
     pw = tmp_path / "mysql.password"
     pw.write_text(password + "\n")
     pw.chmod(0o600)
     host = make_host(tmp_path, files=False)
     host.settings.pop("sqlite")
     host.write_config(mysql=f"database = {name}\nsocket = {server.socket}\nuser = {USER}\n"
-                            f"password_file = {pw}")
+                            f"password_file = {pw}{mysql}")
+    return host, name
+
+
+def test_sigkill_of_the_agent_mid_dump_leaves_no_dump_running_and_publishes_nothing(
+        tmp_path, mariadb_server):
+    server = mariadb_server
+    host, name = _mysql_host(tmp_path, server)
     host.cli("run", check=True)
     before = fingerprints(host)
     invariant = server.invariant(name)
@@ -75,18 +82,8 @@ def test_sigkill_of_the_agent_mid_dump_leaves_no_dump_running_and_publishes_noth
 def test_scratch_database_of_a_killed_restore_check_is_dropped_by_the_next_run(
         tmp_path, mariadb_server):
     server = mariadb_server
-    name = f"tf_{secrets.token_hex(4)}"
-    server.create_tracker_db(name, rows=100_000)
-    password = secrets.token_hex(12)
-    server.create_user(USER, password, [f"SELECT, SHOW VIEW, TRIGGER ON `{name}`.*",
-                                        "ALL PRIVILEGES ON `tracker\\_backup\\_verify\\_%`.*"])
-    pw = tmp_path / "mysql.password"
-    pw.write_text(password + "\n")
-    pw.chmod(0o600)
-    host = make_host(tmp_path, files=False)
-    host.settings.pop("sqlite")
-    host.write_config(mysql=f"database = {name}\nsocket = {server.socket}\nuser = {USER}\n"
-                            f"password_file = {pw}\nverify = restore")
+    host, _name = _mysql_host(tmp_path, server, "ALL PRIVILEGES ON `tracker\\_backup\\_verify\\_%`.*",
+                              mysql="\nverify = restore")
 
     def scratch() -> list[str]:
         return [d for d in server.databases() if d.startswith("tracker_backup_verify_")]
