@@ -25,6 +25,11 @@ import time
 
 import pymysql
 
+try:  # run as a script (how the tests start it): this directory is sys.path[0]
+    from pacing import Pacer
+except ImportError:  # imported as a module of the support package
+    from support.pacing import Pacer
+
 METRIC = "torrents_downloads_total"
 START_NEW = 10**12  # numbers of new torrents: far from the pre-filled ones
 
@@ -69,8 +74,7 @@ def main() -> int:
              "windows": []}
     window: list[float] = []
     next_new = args.start_new
-    interval = 1.0 / args.rate if args.rate > 0 else 0.0
-    next_at = time.monotonic()
+    pacer = Pacer(args.rate)
     last_dump = 0.0
 
     def dump() -> None:
@@ -119,13 +123,7 @@ def main() -> int:
                 acks.flush()
             dump()
             last_dump = now
-        if interval:
-            next_at += interval
-            delay = next_at - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            elif delay < -1.0:
-                next_at = time.monotonic()  # fell behind (stalled): do not burst
+        pacer.wait()
     stats["windows"].append(_summary(window))
     stats["running"] = False
     if acks:

@@ -24,6 +24,11 @@ import signal
 import sqlite3
 import time
 
+try:  # run as a script (how the tests start it): this directory is sys.path[0]
+    from pacing import Pacer
+except ImportError:  # imported as a module of the support package
+    from support.pacing import Pacer
+
 METRIC = "torrents_downloads_total"
 
 
@@ -70,8 +75,7 @@ def main() -> int:
              "new_committed": 0, "started": time.time(), "running": True}
     latencies: list[float] = []
     next_new = args.start_new
-    interval = 1.0 / args.rate if args.rate > 0 else 0.0
-    next_at = time.monotonic()
+    pacer = Pacer(args.rate)
     last_dump = 0.0
     while not stop["flag"]:
         new = rng.random() < 0.5
@@ -105,13 +109,7 @@ def main() -> int:
                 commit_log.flush()
             write_stats(args.stats, stats, latencies)
             last_dump = now
-        if interval:
-            next_at += interval
-            delay = next_at - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            elif delay < -1.0:
-                next_at = time.monotonic()  # fell behind (stalled): do not burst
+        pacer.wait()
     stats["running"] = False
     if commit_log is not None:
         commit_log.close()
