@@ -16,7 +16,6 @@ reads the whole database) and its ratio, so the two scalings can be compared.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
@@ -36,13 +35,13 @@ from common import (  # noqa: E402
     PYTHON,
     ROOT,
     agent_env,
+    bench_parser,
     finish,
     fresh_copy,
     latest_snapshot,
-    machine_info,
     parse_list,
     run_agent,
-    workdir,
+    scratch,
     write_agent_config,
 )
 from dbgen import parse_size, size_label  # noqa: E402
@@ -144,17 +143,13 @@ def one_size(args, size: int, wd: Path, rng: random.Random) -> dict:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = bench_parser(__doc__, "archive_built_run")
     ap.add_argument("--sizes", default="256M,2000000000")
     ap.add_argument("--updates", type=int, default=5000, help="downloads per round")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--workdir")
-    ap.add_argument("--out")
-    ap.add_argument("--name", default="archive_built_run")
     args = ap.parse_args()
-    wd0 = workdir(args.workdir, "archive-built")
-    machine = machine_info(wd0)
+    wd0, machine = scratch(args, "archive-built")
     rows = []
     try:
         for n, size in enumerate(parse_list(args.sizes, parse_size)):

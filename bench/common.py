@@ -7,6 +7,7 @@ comparable between runs, ratios mostly are.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -80,6 +81,23 @@ def machine_info(path: Path) -> dict:
         "zstandard": zstd_py,
         "loadavg_start": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+# -- command line --------------------------------------------------------------
+def bench_parser(doc: str | None, name: str) -> argparse.ArgumentParser:
+    """A benchmark's command line, described by its docstring's first paragraph, with the
+    options every benchmark has: --workdir, --out and --name (default `name`)."""
+    ap = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
+    ap.add_argument("--workdir", help="scratch parent directory (default /var/tmp)")
+    ap.add_argument("--out", help="results directory (default bench/results)")
+    ap.add_argument("--name", default=name, help=f"results file name (default {name})")
+    return ap
+
+
+def scratch(args: argparse.Namespace, label: str) -> tuple[Path, dict]:
+    """The run's private scratch directory (under --workdir) and the machine facts measured there."""
+    wd = workdir(args.workdir, label)
+    return wd, machine_info(wd)
 
 
 # -- files -------------------------------------------------------------------

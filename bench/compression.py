@@ -14,7 +14,6 @@ memory plus the interpreter's (~10 MB).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import resource
@@ -26,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import MB, finish, fresh_copy, machine_info, parse_list, workdir  # noqa: E402
+from common import MB, bench_parser, finish, fresh_copy, parse_list, scratch  # noqa: E402
 from dbgen import parse_size, size_label  # noqa: E402
 
 COLUMNS = ["method", "level", "threads", "seconds", "mb_per_s", "ratio", "out_mb", "x_zstd_cli_speed",
@@ -91,17 +90,13 @@ def main() -> int:
         maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps({"seconds": secs, "out": out, "maxrss_mb": round(maxrss, 1)}))
         return 0
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = bench_parser(__doc__, "compression")
     ap.add_argument("--size", default="1G")
     ap.add_argument("--levels", default="1,3,6,9")
     ap.add_argument("--threads", default="0,2", help="python3-zstandard threads (0 = in-thread)")
-    ap.add_argument("--workdir")
-    ap.add_argument("--out")
-    ap.add_argument("--name", default="compression")
     args = ap.parse_args()
     size = parse_size(args.size)
-    wd = workdir(args.workdir, "compression")
-    machine = machine_info(wd)
+    wd, machine = scratch(args, "compression")
     rows = []
     try:
         src = fresh_copy(size, wd / "tracker.db")

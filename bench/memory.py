@@ -12,7 +12,6 @@ the summary gives the largest size's peak as a ratio of it (flat = ~1.0).
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 from pathlib import Path
@@ -21,13 +20,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
     MB,
+    bench_parser,
     drop_cache,
     finish,
     fresh_copy,
-    machine_info,
     parse_list,
     run_agent,
-    workdir,
+    scratch,
     write_agent_config,
 )
 from dbgen import parse_size, size_label  # noqa: E402
@@ -37,15 +36,11 @@ TARGET_MB = 80
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = bench_parser(__doc__, "memory")
     ap.add_argument("--sizes", default="100M,1G")
     ap.add_argument("--compressions", default="none,zstd")
-    ap.add_argument("--workdir")
-    ap.add_argument("--out")
-    ap.add_argument("--name", default="memory")
     args = ap.parse_args()
-    wd = workdir(args.workdir, "memory")
-    machine = machine_info(wd)
+    wd, machine = scratch(args, "memory")
     rows = []
     try:
         for size in sorted(parse_list(args.sizes, parse_size)):

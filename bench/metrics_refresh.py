@@ -14,7 +14,6 @@ the listing every `list` and `status` does. Each figure is the median of
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import statistics
@@ -27,12 +26,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
     AGENT,
+    bench_parser,
     finish,
     fresh_copy,
-    machine_info,
     parse_list,
     run_agent,
-    workdir,
+    scratch,
     write_agent_config,
 )
 from dbgen import parse_size  # noqa: E402
@@ -72,16 +71,12 @@ def median_ms(fn, repeat: int) -> float:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = bench_parser(__doc__, "metrics_refresh")
     ap.add_argument("--snapshots", default="10,100,1000")
     ap.add_argument("--size", default="2M", help="size of the tracker database")
     ap.add_argument("--repeat", type=int, default=15)
-    ap.add_argument("--workdir")
-    ap.add_argument("--out")
-    ap.add_argument("--name", default="metrics_refresh")
     args = ap.parse_args()
-    wd = workdir(args.workdir, "metrics")
-    machine = machine_info(wd)
+    wd, machine = scratch(args, "metrics")
     rows = []
     try:
         db = fresh_copy(parse_size(args.size), wd / "tracker.db")

@@ -18,7 +18,6 @@ For each: wall time, ratio to the anchor, bytes stored, writer errors and p50/p9
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import subprocess
 import sys
@@ -30,12 +29,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
     MB,
     ROOT,
+    bench_parser,
     finish,
     latest_snapshot,
-    machine_info,
     run_agent,
+    scratch,
     tree_bytes,
-    workdir,
 )
 
 sys.path.insert(0, str(ROOT / "tests"))
@@ -68,18 +67,14 @@ def window(writer, method: str, fn) -> dict:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = bench_parser(__doc__, "mysql")
     ap.add_argument("--rows", type=int, default=2_000_000, help="torrents rows")
     ap.add_argument("--rate", type=float, default=500.0, help="writer transactions per second")
     ap.add_argument("--idle-seconds", type=float, default=5.0)
     ap.add_argument("--sequential-hashes", dest="random_hashes", action="store_false",
                     help="keep create_tracker_db's sequential info-hashes (default: SHA-1 like)")
-    ap.add_argument("--workdir")
-    ap.add_argument("--out")
-    ap.add_argument("--name", default="mysql")
     args = ap.parse_args()
-    wd = workdir(args.workdir, "mysql")
-    machine = machine_info(wd)
+    wd, machine = scratch(args, "mysql")
     server = MariaDB.start()
     rows: list[dict] = []
     try:

@@ -34,7 +34,6 @@ socket and records when each new torrent's commit was acknowledged.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import math
@@ -52,7 +51,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import AGENT, PYTHON, ROOT, finish, machine_info, workdir  # noqa: E402
+from common import AGENT, PYTHON, ROOT, bench_parser, finish, scratch  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "tests"))
 from support.deployment import BACKUP_USER, DATABASE, Deployment  # noqa: E402
@@ -274,7 +273,7 @@ def rpo_phase(b: Bench, args, existing: int, wd: Path, extra: dict) -> dict:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = bench_parser(__doc__, "mysql_pitr")
     ap.add_argument("--rows", type=int, default=5_000_000)
     ap.add_argument("--rate", type=float, default=500.0)
     ap.add_argument("--window", type=float, default=20.0, help="seconds per writer latency window")
@@ -282,12 +281,8 @@ def main() -> int:
     ap.add_argument("--rpo-seconds", type=float, default=10.0)
     ap.add_argument("--no-rpo", action="store_true",
                     help="skip the disk-loss phase (its catch-up after two big restores is long)")
-    ap.add_argument("--workdir")
-    ap.add_argument("--out")
-    ap.add_argument("--name", default="mysql_pitr")
     args = ap.parse_args()
-    wd = workdir(args.workdir, "mysql_pitr")
-    machine = machine_info(wd)
+    wd, machine = scratch(args, "mysql_pitr")
     rows: list[dict] = []
     b = Bench(args, wd)
     extra: dict = {}

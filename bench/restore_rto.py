@@ -14,7 +14,6 @@ Reported: seconds and the ratio to the anchor.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import subprocess
@@ -27,14 +26,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
     PYTHON,
     agent_env,
+    bench_parser,
     drop_cache,
     finish,
     fresh_copy,
     latest_snapshot,
-    machine_info,
     parse_list,
     run_agent,
-    workdir,
+    scratch,
     write_agent_config,
 )
 from dbgen import parse_size, size_label  # noqa: E402
@@ -53,14 +52,10 @@ def agent(config: Path, *args: str) -> tuple[float, subprocess.CompletedProcess]
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = bench_parser(__doc__, "restore_rto")
     ap.add_argument("--sizes", default="256M")
-    ap.add_argument("--workdir")
-    ap.add_argument("--out")
-    ap.add_argument("--name", default="restore_rto")
     args = ap.parse_args()
-    wd = workdir(args.workdir, "restore")
-    machine = machine_info(wd)
+    wd, machine = scratch(args, "restore")
     rows = []
     try:
         for size in parse_list(args.sizes, parse_size):

@@ -17,7 +17,6 @@ read lock: the run then fails after busy_timeout with "database is locked".
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 import time
@@ -28,16 +27,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
     MB,
     Writer,
+    bench_parser,
     check_copy,
     drop_cache,
     finish,
     fresh_copy,
     latest_snapshot,
-    machine_info,
     parse_list,
     run_agent,
+    scratch,
     table,
-    workdir,
     write_agent_config,
     writer_fields,
 )
@@ -88,17 +87,13 @@ def measure(db: Path, wd: Path, rate: float, max_lock: float, idle_s: float) -> 
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = bench_parser(__doc__, "rollback_stall")
     ap.add_argument("--sizes", default="64M,256M,1G")
     ap.add_argument("--max-locks", default="2s,0.5s", help="max_lock values to try")
     ap.add_argument("--rates", default="200,1000", help="writer transactions per second")
     ap.add_argument("--idle-seconds", type=float, default=3.0)
-    ap.add_argument("--workdir")
-    ap.add_argument("--out")
-    ap.add_argument("--name", default="rollback_stall")
     args = ap.parse_args()
-    wd = workdir(args.workdir, "rollback")
-    machine = machine_info(wd)
+    wd, machine = scratch(args, "rollback")
     rows = []
     try:
         for size in parse_list(args.sizes, parse_size):

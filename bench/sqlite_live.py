@@ -20,7 +20,6 @@ Each method starts with the database evicted from the page cache (posix_fadvise)
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import subprocess
 import sys
@@ -32,18 +31,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
     MB,
     Writer,
+    bench_parser,
     check_copy,
     decompress,
     drop_cache,
     finish,
     fresh_copy,
     latest_snapshot,
-    machine_info,
     parse_list,
     run_agent,
+    scratch,
     table,
     tree_bytes,
-    workdir,
     write_agent_config,
     writer_fields,
 )
@@ -234,7 +233,7 @@ def summarize(rows: list[dict]) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = bench_parser(__doc__, "sqlite_live")
     ap.add_argument("--sizes", default="256M,1G", help="database sizes, e.g. 256M,1G")
     ap.add_argument("--rates", default="1000,5000", help="writer transactions per second")
     ap.add_argument("--backup-limit", type=float, default=30.0,
@@ -246,9 +245,6 @@ def main() -> int:
                     help="subset of cp,cplive,cli,vacuum,agent (cp always runs: it is the anchor)")
     ap.add_argument("--variants", default=",".join(AGENT_VARIANTS),
                     help=f"agent runs, subset of {','.join(AGENT_VARIANTS)}")
-    ap.add_argument("--workdir", help="scratch parent directory (default /var/tmp)")
-    ap.add_argument("--out", help="results directory (default bench/results)")
-    ap.add_argument("--name", default="sqlite_live")
     args = ap.parse_args()
     methods = set(parse_list(args.methods))
     for opt, given, known in (("--methods", methods, METHODS),
@@ -256,8 +252,7 @@ def main() -> int:
         if given - set(known):
             ap.error(f"{opt}: unknown {', '.join(sorted(given - set(known)))}; "
                      f"expected some of {', '.join(known)}")
-    wd = workdir(args.workdir, "live")
-    machine = machine_info(wd)
+    wd, machine = scratch(args, "live")
     rows: list[dict] = []
     try:
         for size in parse_list(args.sizes, parse_size):

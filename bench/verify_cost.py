@@ -12,7 +12,6 @@ for verify = quick.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sqlite3
 import sys
@@ -22,12 +21,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
+    bench_parser,
     drop_cache,
     finish,
     fresh_copy,
-    machine_info,
     parse_list,
-    workdir,
+    scratch,
 )
 from dbgen import parse_size, size_label  # noqa: E402
 
@@ -54,14 +53,10 @@ def pragma(path: Path, name: str) -> tuple[float, str]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = bench_parser(__doc__, "verify_cost")
     ap.add_argument("--sizes", default="256M,1G")
-    ap.add_argument("--workdir")
-    ap.add_argument("--out")
-    ap.add_argument("--name", default="verify_cost")
     args = ap.parse_args()
-    wd = workdir(args.workdir, "verify")
-    machine = machine_info(wd)
+    wd, machine = scratch(args, "verify")
     rows = []
     try:
         for size in parse_list(args.sizes, parse_size):
