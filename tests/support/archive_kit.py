@@ -154,6 +154,12 @@ def procs_fixture(tmp_path):
             started.append(a)
             return a
 
+        def archiving(self, db, backup, *extra, env=None) -> ArchiverProc:
+            """An archiver that has published its first base."""
+            a = self.archiver(db, backup, *extra, env=env)
+            a.wait_for("archive base")
+            return a
+
     yield Factory()
     for p in reversed(started):
         if p.proc.poll() is None:

@@ -39,8 +39,7 @@ def _pages_digest(path, page_size=4096):
 def test_snapshot_position_resolves_to_the_entry_it_was_taken_at(tmp_path, tracker, procs):
     db, metric0 = tracker
     backup = tmp_path / "backup"
-    arch = procs.archiver(db, backup)
-    arch.wait_for("archive base")
+    arch = procs.archiving(db, backup)
     w = procs.writer(db, rate=300)
     time.sleep(1)
     position = _snapshot(db, tmp_path / "snap.db")
@@ -70,8 +69,7 @@ def test_snapshot_position_resolves_to_the_entry_it_was_taken_at(tmp_path, track
 def test_changed_pages_applied_to_the_base_give_the_later_state(tmp_path, tracker, procs):
     db, metric0 = tracker
     backup = tmp_path / "backup"
-    arch = procs.archiver(db, backup)
-    arch.wait_for("archive base")
+    arch = procs.archiving(db, backup)
     w = procs.writer(db, rate=300)
     time.sleep(2)
     arch.stop_after(w)

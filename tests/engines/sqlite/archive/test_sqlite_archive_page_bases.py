@@ -41,8 +41,7 @@ def test_page_snapshot_replaces_the_archive_own_base_and_restore_at_starts_from_
                      retention="keep_last = 10\nkeep_days = 0")
     host.backups.mkdir(mode=0o700)
     metric0 = _metric(host.db)
-    arch = procs.archiver(host.db, host.backups, "--publish-interval", "0.2")
-    arch.wait_for("archive base")
+    arch = procs.archiving(host.db, host.backups, "--publish-interval", "0.2")
     own = [b.path for b in SourceArchive(host.backups, "sqlite").current().bases()]
     assert own
     writer = procs.writer(host.db, rate=200, existing=8000)

@@ -46,8 +46,7 @@ def restart_ship_and_check(procs, db, backup, writer) -> None:
 def test_restore_at_a_time_holds_exactly_the_commits_up_to_it(tmp_path, tracker, procs):
     db, metric0 = tracker
     backup = tmp_path / "backup"
-    arch = procs.archiver(db, backup)
-    arch.wait_for("archive base")
+    arch = procs.archiving(db, backup)
     w = procs.writer(db, rate=300)
     time.sleep(4)
     arch.stop_after(w)
@@ -71,8 +70,7 @@ def test_restore_at_a_time_holds_exactly_the_commits_up_to_it(tmp_path, tracker,
 def test_disk_loss_keeps_every_commit_acknowledged_a_second_before(tmp_path, tracker, procs):
     db, metric0 = tracker
     backup = tmp_path / "backup"
-    arch = procs.archiver(db, backup)
-    arch.wait_for("archive base")
+    arch = procs.archiving(db, backup)
     w = procs.writer(db, rate=500)
     time.sleep(3)
     loss = time.time()
@@ -108,8 +106,7 @@ def test_sigkill_at_any_moment_then_restart_leaves_no_gap_and_no_duplicate(tmp_p
 def test_tracker_truncate_checkpoint_gets_busy_and_breaks_nothing(tmp_path, tracker, procs):
     db, metric0 = tracker
     backup = tmp_path / "backup"
-    arch = procs.archiver(db, backup)
-    arch.wait_for("archive base")
+    arch = procs.archiving(db, backup)
     w = procs.writer(db, rate=300)
     time.sleep(1)
     conn = sqlite3.connect(db, timeout=0.2, isolation_level=None)
@@ -125,8 +122,7 @@ def test_tracker_truncate_checkpoint_gets_busy_and_breaks_nothing(tmp_path, trac
 def test_tracker_restart_and_wal_resets_keep_one_generation(tmp_path, tracker, procs):
     db, metric0 = tracker
     backup = tmp_path / "backup"
-    arch = procs.archiver(db, backup, "--wal-reset-pages", "300")
-    arch.wait_for("archive base")
+    arch = procs.archiving(db, backup, "--wal-reset-pages", "300")
     w1 = procs.writer(db, rate=300)
     time.sleep(2)
     w1.stop()  # the tracker restarts: its connections close, a new process opens them
@@ -148,8 +144,7 @@ def test_tracker_restart_and_wal_resets_keep_one_generation(tmp_path, tracker, p
 def test_replaced_database_starts_a_new_generation_with_a_base(tmp_path, tracker, procs):
     db, metric0 = tracker
     backup = tmp_path / "backup"
-    arch = procs.archiver(db, backup)
-    arch.wait_for("archive base")
+    arch = procs.archiving(db, backup)
     w = procs.writer(db, rate=200)
     time.sleep(1)
     w.stop()
@@ -188,8 +183,7 @@ def test_full_backup_path_stalls_loudly_then_resumes_without_gap(tmp_path, track
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m,mode=0700", "tmpfs", str(backup)],
                    check=True)
     try:
-        arch = procs.archiver(db, backup)
-        arch.wait_for("archive base")
+        arch = procs.archiving(db, backup)
         w = procs.writer(db, rate=300)
         time.sleep(1)
         filler = backup / "filler"
@@ -242,8 +236,7 @@ def test_writer_as_uid_1000_keeps_its_files_owner(tmp_path, procs):
     os.chown(db, 1000, 1000)
     db.chmod(0o640)
     backup = tmp_path / "backup"
-    arch = procs.archiver(db, backup)  # as root, first to open: SQLite creates -wal/-shm
-    arch.wait_for("archive base")
+    arch = procs.archiving(db, backup)  # as root, first to open: SQLite creates -wal/-shm
     for suffix in ("-wal", "-shm"):
         st = os.stat(f"{db}{suffix}")
         assert (st.st_uid, st.st_gid) == (1000, 1000), f"{suffix} owned by {st.st_uid}"
@@ -261,8 +254,7 @@ def test_writer_as_uid_1000_keeps_its_files_owner(tmp_path, procs):
 def test_a_transaction_larger_than_the_buffer_is_streamed_and_restored(tmp_path, tracker, procs):
     db, _ = tracker
     backup = tmp_path / "backup"
-    arch = procs.archiver(db, backup)
-    arch.wait_for("archive base")
+    arch = procs.archiving(db, backup)
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("CREATE TABLE big (id INTEGER PRIMARY KEY, data BLOB)")
     conn.execute("BEGIN")
@@ -281,8 +273,7 @@ def test_a_transaction_larger_than_the_buffer_is_streamed_and_restored(tmp_path,
 def test_a_database_that_shrinks_and_grows_again_restores_at_every_step(tmp_path, tracker, procs):
     db, _ = tracker
     backup = tmp_path / "backup"
-    arch = procs.archiver(db, backup)
-    arch.wait_for("archive base")
+    arch = procs.archiving(db, backup)
     conn = sqlite3.connect(db, isolation_level=None)
     states = []
 
@@ -320,8 +311,7 @@ def test_sigkill_exactly_mid_publish_then_restart_leaves_no_gap_and_no_duplicate
         tmp_path, tracker, procs, syscalls):
     db, metric0 = tracker
     backup = tmp_path / "backup"
-    arch = procs.archiver(db, backup)
-    arch.wait_for("archive base")
+    arch = procs.archiving(db, backup)
     w = procs.writer(db, rate=200)
     time.sleep(0.5)
     # The kernel kills the archiver as it enters the 4th such syscall from now: a segment
