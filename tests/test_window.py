@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 from pathlib import Path
 
 from conftest import Cli, write_config
+from support.polling import wait_for
 from support.tracker_db import create_tracker_db
 
 
@@ -33,11 +33,9 @@ start_command = {tmp_path / "start.sh"}
 
 def _kill_inside_window(cli: Cli, log: Path, journal: Path) -> None:
     proc = cli.popen("run")
-    deadline = time.monotonic() + 20
-    while not (log.exists() and journal.exists()
-               and list((journal.parent.parent).glob(".staging-*/sqlite/*"))):
-        assert time.monotonic() < deadline and proc.poll() is None, "window never opened"
-        time.sleep(0.02)
+    wait_for(lambda: log.exists() and journal.exists()
+             and list((journal.parent.parent).glob(".staging-*/sqlite/*")),
+             20, "the window to open", interval=0.02, proc=proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
 

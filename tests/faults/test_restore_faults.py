@@ -11,12 +11,12 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
-import time
 
 import psutil
 import pytest
 
 from faults.harness import db_state, make_host, trap_command
+from support.polling import wait_for
 
 KILLED = (-9, 128 + 9)
 
@@ -47,15 +47,10 @@ TRAPS = {
 def _kill_tracee(strace: subprocess.Popen, timeout: float = 30) -> None:
     """SIGKILL the agent traced by `strace` once it is held in the delayed syscall."""
     tracer = psutil.Process(strace.pid)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for child in tracer.children():
-            if _delayed(child):
-                child.kill()
-                strace.kill()  # strace itself would sit out the rest of the delay
-                return
-        time.sleep(0.01)
-    raise AssertionError("the agent never reached the delayed syscall")
+    held = wait_for(lambda: next((c for c in tracer.children() if _delayed(c)), None), timeout,
+                    "the agent to reach the delayed syscall", interval=0.01)
+    held.kill()
+    strace.kill()  # strace itself would sit out the rest of the delay
 
 
 def _delayed(proc: psutil.Process) -> bool:

@@ -13,12 +13,12 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from conftest import Cli, write_config
+from support.polling import wait_for
 from support.tracker_db import create_tracker_db
 
 
@@ -59,16 +59,11 @@ start_command = {self.start_sh}
             f"pathlib.Path({str(self.ready)!r}).touch()\n"
             "time.sleep(120)\n")])
         try:
-            deadline = time.monotonic() + 20
-            while not self.ready.exists():
-                assert time.monotonic() < deadline and holder.poll() is None, "holder never ready"
-                time.sleep(0.02)
+            wait_for(self.ready.exists, 20, "the holder's read transaction", interval=0.02, proc=holder)
             proc = self.cli.popen("restore", "--kind", "sqlite")
-            deadline = time.monotonic() + 60
-            while self.events() != ["stop"]:  # stop_command ran; the holder keeps it waiting
-                assert time.monotonic() < deadline and proc.poll() is None, \
-                    "the restore never waited inside the window"
-                time.sleep(0.02)
+            # stop_command ran; the holder keeps it waiting
+            wait_for(lambda: self.events() == ["stop"], 60, "the restore to wait inside the window",
+                     interval=0.02, proc=proc)
             proc.send_signal(signal.SIGKILL)
             proc.wait()
         finally:

@@ -31,6 +31,7 @@ from conftest import agent_env
 from support import mariadb as mariadb_support
 from support.mariadb import MariaDB
 from support.mysql_writer import START_NEW
+from support.polling import wait_for
 from tracker_backup.config import load_config
 from tracker_backup.engines.mysql.client import WRAPPER, MysqlClient
 
@@ -114,14 +115,12 @@ def read_proc(pid: str, what: str) -> bytes:
 
 def wait_for_proc(comm: str, needle: str, timeout: float = 30) -> int:
     """PID of a process named `comm` whose argv contains `needle`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            if read_proc(pid, "comm").strip() == comm.encode() and \
-                    needle.encode() in read_proc(pid, "cmdline"):
-                return int(pid)
-        time.sleep(0.01)
-    raise AssertionError(f"no {comm} process with {needle!r} appeared")
+    def find() -> int | None:
+        return next((int(pid) for pid in filter(str.isdigit, os.listdir("/proc"))
+                     if read_proc(pid, "comm").strip() == comm.encode()
+                     and needle.encode() in read_proc(pid, "cmdline")), None)
+
+    return wait_for(find, timeout, f"a {comm} process with {needle!r}", interval=0.01)
 
 
 class ProcWatch(threading.Thread):
@@ -588,10 +587,8 @@ def test_sigterm_mid_dump_stops_mysqldump_and_publishes_nothing(tmp_path, mariad
     proc.send_signal(signal.SIGTERM)
     _out, err = proc.communicate(timeout=120)
     assert proc.returncode == 1 and "SIGTERM" in err
-    deadline = time.monotonic() + 10
-    while os.path.exists(f"/proc/{dump_pid}") and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not os.path.exists(f"/proc/{dump_pid}"), "mariadb-dump outlived the agent"
+    wait_for(lambda: not os.path.exists(f"/proc/{dump_pid}"), 10, "mariadb-dump to end with the agent",
+             interval=0.05)
     assert published(tmp_path) == [] and staging_left(tmp_path) == []
 
 

@@ -15,6 +15,7 @@ import pytest
 
 from support import mariadb as mariadb_support
 from support.mariadb import MariaDB
+from support.polling import wait_for
 from tracker_backup.errors import EXIT_OK
 
 pytestmark = pytest.mark.mysql
@@ -91,13 +92,12 @@ def test_the_archive_drill_replays_into_its_scratch_database_out_of_the_binlog(
             server.sql(f"INSERT INTO torrents (info_hash, completed) VALUES "
                        f"('{mariadb_support.info_hash(9 * 10**12 + n)}', 1)", db)
         status = tmp_path / "backups/archive/mysql/status.json"
-        deadline = time.monotonic() + 60
-        while True:
-            st = json.loads(status.read_text()) if status.exists() else {}
-            if st.get("streaming") and st.get("bytes_behind") == 0:
-                break
-            assert archiver.poll() is None and time.monotonic() < deadline, st
-            time.sleep(0.3)
+
+        def archive_status() -> dict:
+            return json.loads(status.read_text()) if status.exists() else {}
+
+        wait_for(lambda: (st := archive_status()).get("streaming") and st.get("bytes_behind") == 0, 60,
+                 "the archiver to catch up", interval=0.3, proc=archiver, diagnose=archive_status)
         time.sleep(1.5)  # the newest commits published (every 0.5 s)
     finally:
         archiver.send_signal(signal.SIGTERM)
