@@ -17,7 +17,6 @@ tests that kill it).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -30,6 +29,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from support.writer_process import WriterChild
 
 MARIADBD = "/usr/sbin/mariadbd"
 WRITER = Path(__file__).resolve().parent / "mysql_writer.py"
@@ -256,12 +257,11 @@ class MariaDB:
         return MysqlWriter(self, database, stats, rate, existing, acks)
 
 
-class MysqlWriter:
+class MysqlWriter(WriterChild):
     """A tracker-style writer process (tests/support/mysql_writer.py)."""
 
     def __init__(self, server: MariaDB, database: str, stats: Path, rate: float, existing: int,
                  acks: Path | None = None, start_new: int | None = None):
-        self.stats_path = stats
         self.acks_path = acks
         cmd = [sys.executable, str(WRITER), "--socket", str(server.socket), "--database", database,
                "--rate", str(rate), "--stats", str(stats), "--existing", str(existing)]
@@ -269,19 +269,7 @@ class MysqlWriter:
             cmd += ["--acks", str(acks)]
         if start_new is not None:
             cmd += ["--start-new", str(start_new)]
-        self.proc = subprocess.Popen(cmd)
-        deadline = time.monotonic() + 20
-        while self.stats().get("ops", 0) < 5:
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                self.stop()
-                raise RuntimeError(f"mysql writer did not start: {self.stats()}")
-            time.sleep(0.05)
-
-    def stats(self) -> dict:
-        try:
-            return json.loads(self.stats_path.read_text())
-        except (FileNotFoundError, ValueError):
-            return {}
+        super().__init__(cmd, stats, "mysql writer", start_timeout=20)
 
     def mark(self) -> dict:
         """Ask the writer to start a new latency window; return stats of the one before."""
@@ -304,12 +292,6 @@ class MysqlWriter:
             if len(parts) == 3:
                 out.append((int(parts[0]), float(parts[1]), float(parts[2])))
         return out
-
-    def stop(self) -> dict:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=20)
-        return self.stats()
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""tests/support/tracker_writer.py as a child process: started, watched, stopped.
+"""The test writers (tracker_writer.py, mysql_writer.py) as child processes: started,
+watched, stopped.
 
 One class for the tests' fixtures, the archive kit and the benchmarks, so the
 start-up check (the writer committed a few transactions), the stats file and
@@ -18,26 +19,21 @@ from pathlib import Path
 WRITER = Path(__file__).resolve().parent / "tracker_writer.py"
 
 
-class WriterProcess:
-    """A tracker-style writer on `db` at `rate` tx/s; `stats()` reads its stats file."""
+class WriterChild:
+    """A writer script `cmd` that reports in the JSON file `stats`; returns once it has
+    committed a few transactions (RuntimeError naming `what` if it does not)."""
 
-    def __init__(self, db: Path, stats: Path, rate: float, existing: int, *,
-                 user: str | None = None, extra: Sequence[str] = (), python: str = sys.executable,
-                 start_timeout: float = 15.0, stop_timeout: float = 20.0):
+    def __init__(self, cmd: Sequence[str], stats: Path, what: str, *, start_timeout: float = 15.0,
+                 stop_timeout: float = 20.0):
         self.stats_path = stats
         self.stop_timeout = stop_timeout
-        stats.unlink(missing_ok=True)
-        cmd = [python, str(WRITER), str(db), "--rate", str(rate), "--stats", str(stats),
-               "--existing", str(existing), *extra]
-        if user:
-            cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *cmd]
         self.proc = subprocess.Popen(cmd)
         self.started = time.monotonic()
         deadline = self.started + start_timeout
         while self.stats().get("ops", 0) < 5:
             if time.monotonic() > deadline or self.proc.poll() is not None:
                 self.kill()
-                raise RuntimeError(f"writer did not start on {db}")
+                raise RuntimeError(f"{what} did not start: {self.stats()}")
             time.sleep(0.02)
 
     def stats(self) -> dict:
@@ -57,3 +53,18 @@ class WriterProcess:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=10)
+
+
+class WriterProcess(WriterChild):
+    """tests/support/tracker_writer.py on `db` at `rate` tx/s; `stats()` reads its stats file."""
+
+    def __init__(self, db: Path, stats: Path, rate: float, existing: int, *,
+                 user: str | None = None, extra: Sequence[str] = (), python: str = sys.executable,
+                 start_timeout: float = 15.0, stop_timeout: float = 20.0):
+        stats.unlink(missing_ok=True)
+        cmd = [python, str(WRITER), str(db), "--rate", str(rate), "--stats", str(stats),
+               "--existing", str(existing), *extra]
+        if user:
+            cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *cmd]
+        super().__init__(cmd, stats, f"writer on {db}", start_timeout=start_timeout,
+                         stop_timeout=stop_timeout)
