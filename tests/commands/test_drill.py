@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import configparser
 import json
-import re
-import subprocess
 import time
-from pathlib import Path
 
 from support.restore_kit import forge_artifact, latest_snapshot, make_tar, member
+from support.unit_files import analyze, exposure, read_unit
 from tracker_backup.errors import EXIT_LOCKED, EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE
 from tracker_backup.store import Store
 
@@ -87,34 +84,20 @@ def test_drill_waits_for_a_running_backup_with_wait_and_exits_3_without(cli, tmp
 
 
 # -- the drill's units (read offline: no systemd runs on the test host) -------
-UNITS = Path(__file__).resolve().parents[2] / "units"
-UNIT_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "SYSTEMD_COLORS": "0"}
-
-
-def _unit(name: str) -> configparser.ConfigParser:
-    parser = configparser.ConfigParser(strict=False, interpolation=None)
-    parser.optionxform = str
-    parser.read(UNITS / name)
-    return parser
 
 
 def test_drill_service_is_a_hardened_low_priority_oneshot_that_waits_for_the_lock():
-    s = _unit("tracker-backup-drill.service")["Service"]
+    s = read_unit("tracker-backup-drill.service")["Service"]
     assert s["Type"] == "oneshot"
     assert s["ExecStart"].split()[:3] == ["/usr/bin/tracker-backup", "drill", "--wait"]
     assert s["Nice"] == "10" and s["IOSchedulingClass"] == "best-effort"
     assert s["ProtectSystem"] == "strict" and "ReadWritePaths" not in s  # from the generator
-    proc = subprocess.run(["systemd-analyze", "security", "--offline=yes", "--no-pager",
-                           "tracker-backup-drill.service"], cwd=UNITS, capture_output=True,
-                          text=True, env=UNIT_ENV, timeout=60)
-    score = float(re.search(r"Overall exposure level for \S+: (\d+\.\d+)", proc.stdout).group(1))
-    assert score <= 2.0
+    assert exposure("tracker-backup-drill.service") <= 2.0
 
 
 def test_drill_timer_is_weekly_by_default_and_enabled_only_by_the_generator():
-    t = _unit("tracker-backup-drill.timer")
+    t = read_unit("tracker-backup-drill.timer")
     assert t["Timer"]["OnCalendar"] == "weekly" and t["Timer"]["Persistent"] == "true"
     assert not t.has_section("Install")
-    proc = subprocess.run(["systemd-analyze", "verify", "--man=no", "tracker-backup-drill.timer"],
-                          cwd=UNITS, capture_output=True, text=True, env=UNIT_ENV, timeout=60)
+    proc = analyze("verify", "--man=no", "tracker-backup-drill.timer")
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr

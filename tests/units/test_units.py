@@ -2,28 +2,7 @@
 
 from __future__ import annotations
 
-import configparser
-import re
-import subprocess
-from pathlib import Path
-
-UNITS = Path(__file__).resolve().parents[2] / "units"
-ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "SYSTEMD_COLORS": "0"}
-
-
-def unit(name: str) -> configparser.ConfigParser:
-    parser = configparser.ConfigParser(strict=False, interpolation=None)
-    parser.optionxform = str
-    parser.read(UNITS / name)
-    return parser
-
-
-def exposure(name: str) -> float:
-    proc = subprocess.run(["systemd-analyze", "security", "--offline=yes", "--no-pager", name],
-                          cwd=UNITS, capture_output=True, text=True, env=ENV, timeout=60)
-    m = re.search(rf"Overall exposure level for {re.escape(name)}: (\d+\.\d+)", proc.stdout)
-    assert m, proc.stdout + proc.stderr
-    return float(m.group(1))
+from support.unit_files import UNITS, analyze, exposure, read_unit
 
 
 def test_backup_service_exposure_is_at_most_2_0():
@@ -37,7 +16,7 @@ def test_schedule_service_exposure_is_at_most_2_0():
 
 
 def test_backup_service_is_a_low_priority_oneshot_that_prunes_only_after_success():
-    s = unit("tracker-backup.service")["Service"]
+    s = read_unit("tracker-backup.service")["Service"]
     assert s["Type"] == "oneshot" and s["NotifyAccess"] in ("main", "all")
     assert s["ExecStart"] == "/usr/bin/tracker-backup run --no-prune"
     assert s["ExecStartPost"] == "/usr/bin/tracker-backup prune"
@@ -48,13 +27,11 @@ def test_backup_service_is_a_low_priority_oneshot_that_prunes_only_after_success
 
 
 def test_timer_is_persistent_randomized_and_not_enabled_by_install_section():
-    t = unit("tracker-backup.timer")
+    t = read_unit("tracker-backup.timer")
     assert t["Timer"]["Persistent"] == "true" and t["Timer"]["RandomizedDelaySec"]
     assert not t.has_section("Install")  # enablement belongs to [schedule] enabled (the generator)
 
 
 def test_timer_and_path_units_verify():
-    proc = subprocess.run(["systemd-analyze", "verify", "--man=no", "tracker-backup.timer",
-                           "tracker-backup-schedule.path"], cwd=UNITS, capture_output=True, text=True,
-                          env=ENV, timeout=60)
+    proc = analyze("verify", "--man=no", "tracker-backup.timer", "tracker-backup-schedule.path")
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
