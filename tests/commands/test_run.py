@@ -11,13 +11,10 @@ import time
 from pathlib import Path
 
 from conftest import Cli, write_config
+from support.backup_dir import published
 from support.polling import wait_for
 from support.tracker_db import create_tracker_db
 from tracker_backup.errors import EXIT_LOCKED, EXIT_OK, EXIT_RUN_FAILED
-
-
-def published(backups: Path) -> list[Path]:
-    return sorted(p for p in backups.iterdir() if p.name[:1].isdigit())
 
 
 def test_run_publishes_a_complete_snapshot_with_manifest(cli, tmp_path, storage):

@@ -15,7 +15,6 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import sqlite3
 import subprocess
 import sys
@@ -26,9 +25,9 @@ from pathlib import Path
 
 from conftest import Cli, agent_env
 from support import polling
+from support.backup_dir import published
 from support.tracker_db import create_tracker_db, invariant
 
-ID_RE = re.compile(r"^\d{8}T\d{6}Z(?:-\d+)?$")
 RENAMES = "rename,renameat,renameat2"
 OPENS = "open,openat"
 
@@ -53,9 +52,7 @@ class Host:
 
     def snapshots(self) -> list[Path]:
         """Published snapshot directories (names like an ID), oldest name first."""
-        if not self.backups.is_dir():
-            return []
-        return sorted(p for p in self.backups.iterdir() if ID_RE.match(p.name))
+        return published(self.backups)
 
     def debris(self) -> list[str]:
         """Hidden leftovers of interrupted runs in the backup path."""

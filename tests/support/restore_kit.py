@@ -15,10 +15,12 @@ from pathlib import Path
 
 import zstandard
 
+from support.backup_dir import published
+
 
 def latest_snapshot(backups: Path) -> Path:
     """The newest published snapshot directory."""
-    return sorted(p for p in backups.iterdir() if p.name[:1].isdigit())[-1]
+    return published(backups)[-1]
 
 
 def forge_artifact(snap: Path, art_path: str, raw: bytes, *, members: int | None = None) -> None:

@@ -28,7 +28,9 @@ import pytest
 import zstandard
 
 from conftest import agent_env
+from support import backup_dir
 from support import mariadb as mariadb_support
+from support.backup_dir import read_manifest
 from support.mariadb import MariaDB
 from support.mysql_writer import START_NEW
 from support.polling import wait_for
@@ -45,7 +47,6 @@ USER = "tracker_backup"
 PASSWORD = f"Pw\"q\\z#1 'x;$(id)-{secrets.token_hex(8)}"
 DUMP_GRANT = "SELECT, SHOW VIEW, TRIGGER ON `{db}`.*"
 SCRATCH_GRANT = "ALL PRIVILEGES ON `tracker\\_backup\\_verify\\_%`.*"
-ID_RE = re.compile(r"^\d{8}T\d{6}Z(?:-\d+)?$")
 
 
 # -- helpers ---------------------------------------------------------------
@@ -81,17 +82,12 @@ password_file = {pw}
 
 
 def published(tmp_path: Path) -> list[Path]:
-    root = tmp_path / "backups"
-    return sorted(p for p in root.iterdir() if ID_RE.match(p.name)) if root.is_dir() else []
+    return backup_dir.published(tmp_path / "backups")
 
 
 def staging_left(tmp_path: Path) -> list[str]:
     root = tmp_path / "backups"
     return [p.name for p in root.iterdir() if p.name.startswith(".staging-")] if root.is_dir() else []
-
-
-def manifest_of(snap: Path) -> dict:
-    return json.loads((snap / "MANIFEST.json").read_text())
 
 
 def restore_into(server: MariaDB, dump: Path, db: str) -> None:
@@ -200,7 +196,7 @@ def test_dump_under_a_live_writer_is_one_consistent_snapshot_with_every_committe
     finally:
         final = writer.stop()
     snap, = published(tmp_path)
-    src = manifest_of(snap)["sources"]["mysql"]
+    src = read_manifest(snap)["sources"]["mysql"]
     assert src["method"] == "mysqldump-single-transaction"
     assert src["server_flavour"] == "mariadb" and src["client_flavour"] == "mariadb"
     assert src["binlog"]["file"].startswith("binlog.") and src["binlog"]["position"] > 0
@@ -222,8 +218,8 @@ def test_dump_under_a_live_writer_is_one_consistent_snapshot_with_every_committe
     assert locks.polls > 5 and locks.waits == [], locks.waits
     print(f"\nwriter p99 idle {idle['p99_ms']:.2f} ms, during run {busy['p99_ms']:.2f} ms "
           f"(max {busy['max_ms']:.1f} ms); dump {src['dump_seconds']}s, "
-          f"{manifest_of(snap)['artifacts'][0]['raw_bytes']} raw bytes, "
-          f"{manifest_of(snap)['artifacts'][0]['bytes']} stored; run output {run.stdout.strip()}")
+          f"{read_manifest(snap)['artifacts'][0]['raw_bytes']} raw bytes, "
+          f"{read_manifest(snap)['artifacts'][0]['bytes']} stored; run output {run.stdout.strip()}")
     # And `tracker-backup verify` re-reads the stored dump and agrees with the manifest.
     assert "OK" in cli("verify", check=True).stdout
     server.sql(f"DROP DATABASE `{db}`; DROP DATABASE `{db}_restored`;")
@@ -247,7 +243,7 @@ def test_password_never_appears_in_any_process_argv_environ_logs_or_metadata(
     assert watch.passes > 10
     assert PASSWORD not in run.stdout + run.stderr
     snap, = published(tmp_path)
-    assert manifest_of(snap)["sources"]["mysql"]["verify"]["result"] == "ok"
+    assert read_manifest(snap)["sources"]["mysql"]["verify"]["result"] == "ok"
     for path in (tmp_path / "backups").rglob("*"):
         if path.is_file() and not path.name.endswith(".sql.zst"):
             assert PASSWORD.encode() not in path.read_bytes(), path
@@ -348,7 +344,7 @@ def test_exec_prefix_runs_the_client_tools_as_another_user_in_another_network_na
         assert user == "nobody" and netns != our_netns
     assert not any(PASSWORD in c for c in calls)
     snap, = published(tmp_path)
-    src = manifest_of(snap)["sources"]["mysql"]
+    src = read_manifest(snap)["sources"]["mysql"]
     assert src["exec_prefix"][:2] == ["unshare", "--net"] and src["verify"]["result"] == "ok"
     assert src["row_counts"]["torrents"] == 2000
 
@@ -397,7 +393,7 @@ def test_tables_and_exclude_tables_select_what_is_dumped(tmp_path, mariadb_serve
         "run", check=True)
     snap, = published(only)
     assert _tables_in_dump(snap, db) == ["keys", "torrents", "whitelist"]
-    src = manifest_of(snap)["sources"]["mysql"]
+    src = read_manifest(snap)["sources"]["mysql"]
     assert src["selected"] == "tables" and src["row_counts"]["torrents"] == 100
 
     without = tmp_path / "without"
@@ -423,7 +419,7 @@ def test_verify_restore_loads_a_scratch_database_compares_counts_and_drops_it(
     db = new_db(server, rows=3000)
     fresh_cli(write_conf(tmp_path, server, db, mysql="verify = restore"))("run", check=True)
     snap, = published(tmp_path)
-    src = manifest_of(snap)["sources"]["mysql"]
+    src = read_manifest(snap)["sources"]["mysql"]
     check = src["verify"]
     assert check["level"] == "restore" and check["result"] == "ok"
     assert check["restored_row_counts"] == src["row_counts"]
@@ -482,7 +478,7 @@ def test_verify_of_a_stored_dump_detects_a_missing_trailer(tmp_path, mariadb_ser
     text = dump.read_bytes()
     cut = text[:text.rindex(b"\n-- Dump completed")]
     dump.write_bytes(cut)
-    manifest = manifest_of(snap)
+    manifest = read_manifest(snap)
     import hashlib
 
     manifest["artifacts"][0].update(bytes=len(cut), sha256=hashlib.sha256(cut).hexdigest())
@@ -511,7 +507,7 @@ include = **
         names = [m.name for m in tar]
     assert "error.log" in names  # the rest of the storage is there
     assert not [n for n in names if n == "data" or n.startswith("data/")]
-    left_out = manifest_of(snap)["sources"]["files"]["left_out"]
+    left_out = read_manifest(snap)["sources"]["files"]["left_out"]
     assert {"path": "data", "reason": "live MySQL/MariaDB data directory (backed up by [mysql], "
             "never as raw files)"} in left_out
 
@@ -530,7 +526,7 @@ def test_host_and_port_connect_over_tcp_and_binlog_off_is_recorded_as_skipped(tm
     finally:
         server.stop()
     snap, = published(tmp_path)
-    src = manifest_of(snap)["sources"]["mysql"]
+    src = read_manifest(snap)["sources"]["mysql"]
     assert src["user"] == f"{USER}@127.0.0.1" and src["origin"].endswith(f"127.0.0.1:{server.port}")
     assert src["row_counts"]["torrents"] == 1000
     assert src["binlog"] is None and src["binlog_skipped"] == "binary logging is off on the server"
@@ -572,7 +568,7 @@ def test_agent_memory_does_not_grow_with_the_dump(tmp_path, mariadb_server):
         conf = write_conf(tmp_path / name, mariadb_server, db, backup="compression = none")
         peaks[name] = _peak_rss_kb(conf)
     snap, = published(tmp_path / "big")
-    raw = manifest_of(snap)["artifacts"][0]["raw_bytes"]
+    raw = read_manifest(snap)["artifacts"][0]["raw_bytes"]
     assert raw > 25_000_000
     # Holding the dump (or a table) in memory would add ~raw bytes; streaming adds nothing.
     assert peaks["big"] - peaks["small"] < 8 * 1024, (peaks, raw)
@@ -617,6 +613,6 @@ def test_without_mariadb_dump_where_the_client_runs_mysqldump_is_used(
     conf = write_conf(tmp_path, mariadb_server, db, mysql=f"exec_prefix = {hide}\nverify = restore")
     fresh_cli(conf)("run", check=True)
     snap, = published(tmp_path)
-    src = manifest_of(snap)["sources"]["mysql"]
+    src = read_manifest(snap)["sources"]["mysql"]
     assert src["client_tool"] == "mysqldump" and src["client_flavour"] == "mariadb"
     assert src["verify"]["result"] == "ok" and src["row_counts"]["torrents"] == 100

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import stat
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Cli, write_config
+from support.backup_dir import published, read_manifest
 from support.tracker_db import create_tracker_db, info_hash, invariant, open_copy
 
 NOBODY = 65534
@@ -37,8 +37,7 @@ def snapshot_db(backups: Path, tmp_path: Path) -> Path:
 
 
 def manifest(backups: Path) -> dict:
-    snaps = sorted(p for p in backups.iterdir() if p.name[:1].isdigit())
-    return json.loads((snaps[-1] / "MANIFEST.json").read_text())
+    return read_manifest(published(backups)[-1])
 
 
 def sqlite_config(tmp_path: Path, db: Path, extra: str = "", backup_extra: str = "") -> Path:
