@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Cli, write_config
+from support.net import free_port
 
 NODE_EXPORTER = "/usr/bin/prometheus-node-exporter"
 
@@ -51,9 +51,7 @@ def node_exporter(textfile):
     """node_exporter on a free loopback port, reading only the textfile's directory."""
     if not shutil.which(NODE_EXPORTER):
         pytest.fail("prometheus-node-exporter is not installed: run ./scripts/setup-test-env")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen([NODE_EXPORTER, f"--web.listen-address=127.0.0.1:{port}",
                              "--collector.disable-defaults", "--collector.textfile",
                              f"--collector.textfile.directory={textfile.parent}"],

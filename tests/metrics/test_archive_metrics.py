@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Cli, write_config
+from support.net import free_port
 from support.polling import wait_for
 from support.prom_text import Exposition
 from support.tracker_db import create_tracker_db
@@ -25,12 +26,6 @@ from tracker_backup import metrics
 from tracker_backup.config import load_config
 
 P = metrics.PREFIX
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def archive_config(tmp_path: Path, textfile: Path, *, continuous: str = "yes",

@@ -9,7 +9,6 @@ failed run `TrackerBackupLastRunFailed` fires, a host never drilled has
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import urllib.request
 from pathlib import Path
@@ -17,16 +16,11 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
+from support.net import free_port
 from support.polling import wait_for
 
 PROMETHEUS = "/usr/bin/prometheus"
 RULES = ROOT / "packaging/prometheus/tracker-backup.rules.yml"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

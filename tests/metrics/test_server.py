@@ -9,6 +9,7 @@ import urllib.request
 
 import pytest
 
+from support.net import free_port
 from support.prom_text import Exposition
 from tracker_backup import metrics
 from tracker_backup.config import load_config
@@ -68,7 +69,7 @@ def _host_addresses() -> list[str]:
 
 
 def test_serve_uses_the_configured_listen_address(tmp_path, storage, fresh_cli):
-    port = _free_port()
+    port = free_port()
     conf = tmp_path / "listen.conf"
     conf.write_text(f"[backup]\npath = {tmp_path / 'b'}\n[metrics]\nlisten = localhost:{port}\n"
                     f"[files]\nroot = {storage}\n")
@@ -98,9 +99,3 @@ def test_an_ipv6_loopback_address_is_served_when_the_host_has_one():
         assert get(f"http://[::1]:{server.port}/metrics")[2] == "a 1\n"
     finally:
         server.stop()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

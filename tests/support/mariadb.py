@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from pathlib import Path
 
 import pytest
 
+from support.net import free_port
 from support.writer_process import WriterChild
 
 MARIADBD = "/usr/sbin/mariadbd"
@@ -66,13 +66,6 @@ TRACKER_TABLES = ("keys", "torrent_aggregate_metrics", "torrents", "whitelist")
 def info_hash(n: int) -> str:
     """The n-th deterministic info-hash (40 hex digits), as in tests/support/tracker_db.py."""
     return f"{n:040x}"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def sql_str(text: str) -> str:
