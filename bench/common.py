@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from dbgen import make_db, size_label  # noqa: E402
 
+from support.agent_env import agent_env  # noqa: E402, F401 - the benchmarks import it from here
 from support.tracker_db import invariant  # noqa: E402
 from support.writer_process import WriterProcess  # noqa: E402
 
@@ -216,13 +217,6 @@ def writer_fields(st: dict | None) -> dict:
 
 
 # -- the agent ---------------------------------------------------------------
-def agent_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("INVOCATION_ID", "NOTIFY_SOCKET", "JOURNAL_STREAM")}
-    env["PYTHONPATH"] = str(AGENT)
-    return env
-
-
 def write_agent_config(path: Path, backups: Path, db: Path, *, compression: str = "none",
                        rate_limit: float = 0, verify: str = "full", max_lock: str = "2s",
                        keep_last: int = 3, extra: str = "") -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,16 +12,9 @@ ROOT = Path(__file__).resolve().parent.parent
 AGENT = ROOT / "agent"
 sys.path.insert(0, str(ROOT / "tests"))
 
+from support.agent_env import agent_env  # noqa: E402, F401 - tests import it from here
 from support.tracker_db import create_tracker_db  # noqa: E402
 from support.writer_process import WriterProcess  # noqa: E402
-
-
-def agent_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("INVOCATION_ID", "NOTIFY_SOCKET", "JOURNAL_STREAM")}
-    env["PYTHONPATH"] = str(AGENT)
-    env.update(extra)
-    return env
 
 
 class Cli:
