@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import time
 
+from support.agent_env import agent_env
 from support.archive_kit import ArchiverProc
 from support.tracker_db import create_tracker_db
 
@@ -17,8 +17,7 @@ def test_runner_notifies_ready_watchdog_status_and_stops_on_sigterm(tmp_path):
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(sock_path))
     sock.settimeout(0.2)
-    env = {k: v for k, v in os.environ.items() if k not in ("JOURNAL_STREAM", "INVOCATION_ID")}
-    env.update(NOTIFY_SOCKET=str(sock_path), WATCHDOG_USEC="400000")
+    env = agent_env(NOTIFY_SOCKET=str(sock_path), WATCHDOG_USEC="400000")
     arch = ArchiverProc(db, tmp_path / "backup", tmp_path / "a.log", env=env)
     messages: list[str] = []
     deadline = time.monotonic() + 20
