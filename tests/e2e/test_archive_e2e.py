@@ -12,11 +12,12 @@ import time
 
 import pytest
 
+from e2e.guest import DB, STATS, journal_entries, journal_text, show, start_tracker
+from support.polling import wait_for
+
 pytestmark = pytest.mark.e2e
 
 CONF = "/etc/tracker-backup/tracker-backup.conf"
-DB = "/opt/torrust/storage/tracker/lib/database/tracker.db"
-STATS = "/var/lib/tracker-writer/stats.json"
 UNIT = "tracker-backup-archive.service"
 
 
@@ -34,42 +35,10 @@ continuous = {continuous}
 """
 
 
-def show(box, unit: str, *props: str) -> dict[str, str]:
-    out = box.run(["systemctl", "show", unit, "-p", ",".join(props)]).stdout
-    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-
-
-def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
-def story(box) -> str:
-    return box.run(["journalctl", "--no-pager", "-o", "cat", "-u", UNIT]).stdout
-
-
 @pytest.fixture(scope="module")
 def tracker(container):
     box = container
-    box.sh("id torrust >/dev/null 2>&1 || useradd --system --uid 1000 --user-group "
-           "--home-dir /nonexistent torrust; "
-           "mkdir -p /opt/torrust/storage/tracker/lib/database /var/lib/tracker-writer")
-    box.run(["python3", "-c",
-             "import sys; sys.path.insert(0, '/mnt/tests');"
-             "from pathlib import Path; from support.tracker_db import create_tracker_db;"
-             f"create_tracker_db(Path('{DB}'), rows=20000)"])
-    box.sh("chown -R torrust:torrust /opt/torrust/storage/tracker /var/lib/tracker-writer; "
-           f"chmod 0640 {DB}")
-    box.run(["systemd-run", "--unit=tracker-writer", "--uid=torrust", "--gid=torrust",
-             "python3", "/mnt/tests/support/tracker_writer.py", DB, "--rate", "100",
-             "--stats", STATS, "--existing", "20000"])
-    wait_for(lambda: box.run(["cat", STATS], check=False).returncode == 0, what="writer stats")
+    start_tracker(box, rows=20000)
     box.write(CONF, config_text())
     box.run(["systemctl", "daemon-reload"])
     return box
@@ -84,8 +53,8 @@ def test_config_enables_the_archive_unit_and_it_notifies_ready(tracker):
     assert props["ActiveState"] == "active" and props["Type"] == "notify", props
     assert props["WatchdogUSec"] == "30s", props
     wait_for(lambda: "seq" in show(box, UNIT, "StatusText")["StatusText"], what="STATUS=")
-    wait_for(lambda: "archive base" in story(box), timeout=60, what="the first base")
-    text = story(box)
+    wait_for(lambda: "archive base" in journal_text(box, UNIT), timeout=60, what="the first base")
+    text = journal_text(box, UNIT)
     assert "new archive generation" in text and "first start" in text, text
 
 
@@ -98,7 +67,7 @@ def test_archive_follows_the_writer_and_survives_systemctl_restart(tracker):
     box.run(["systemctl", "restart", UNIT], timeout=120)
     assert show(box, UNIT, "ActiveState")["ActiveState"] == "active"
     time.sleep(3)
-    text = story(box)
+    text = journal_text(box, UNIT)
     assert "archiving resumed" not in text  # no stall happened
     # Either the WAL still held the last archived commit (same generation) or the journal
     # says why a new generation started: never silence.
@@ -120,8 +89,7 @@ def test_point_in_time_restore_from_the_running_archive(tracker):
 
 
 def test_journal_tells_the_story_with_structured_fields(tracker):
-    entries = [json.loads(line) for line in tracker.run(
-        ["journalctl", "--no-pager", "-o", "json", "-u", UNIT]).stdout.splitlines() if line.strip()]
+    entries = journal_entries(tracker, unit=UNIT)
     generations = [e for e in entries if e.get("ARCHIVE_GENERATION") and "generation" in e["MESSAGE"]]
     assert generations and generations[0]["ARCHIVE_SOURCE"] == "sqlite"
     assert any("archive base" in e["MESSAGE"] for e in entries)

@@ -13,6 +13,8 @@ import subprocess
 
 import pytest
 
+from e2e.guest import DB, create_tracker_db, show
+from support.polling import wait_for
 from support.prom_text import Exposition
 
 pytestmark = pytest.mark.e2e
@@ -87,49 +89,33 @@ def test_a_failed_run_under_the_unit_is_in_the_textfile(box):
     box.run(["systemctl", "daemon-reload"])
 
 
-DB = "/opt/torrust/storage/tracker/lib/database/tracker.db"
 ARCHIVE = "tracker-backup-archive.service"
 SCRAPE = ("import sys, urllib.request; "
           "sys.stdout.write(urllib.request.urlopen('http://127.0.0.1:9817/metrics', timeout=10)"
           ".read().decode())")
 
 
-def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.3)
-    return value
-
-
 def test_the_archiver_unit_serves_metrics_on_the_loopback_and_writes_the_textfile(box):
     box.sh("mkdir -p /opt/torrust/storage/tracker/lib/database")
-    box.run(["python3", "-c", "import sys; sys.path.insert(0, '/mnt/tests');"
-             "from pathlib import Path; from support.tracker_db import create_tracker_db;"
-             f"create_tracker_db(Path('{DB}'), rows=2000)"])
+    create_tracker_db(box, rows=2000)
     box.write(CONF, config_text(metrics="listen = 127.0.0.1:9817",
                                 extra=f"[sqlite]\ndatabase = {DB}\ncontinuous = yes\n"))
     box.run(["systemctl", "daemon-reload"])
     box.run(["systemctl", "start", ARCHIVE], timeout=120)
     try:
-        out = box.run(["systemctl", "show", ARCHIVE, "-p",
-                       "PrivateNetwork,IPAddressDeny,IPAddressAllow,ActiveState"]).stdout
-        props = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+        props = show(box, ARCHIVE, "PrivateNetwork", "IPAddressDeny", "IPAddressAllow", "ActiveState")
         assert props["PrivateNetwork"] == "no" and props["ActiveState"] == "active", props
         assert set(props["IPAddressDeny"].split()) == {"0.0.0.0/0", "::/0"}, props
         assert set(props["IPAddressAllow"].split()) == {"127.0.0.0/8", "::1/128"}, props
         body = wait_for(lambda: (r := box.run(["python3", "-c", SCRAPE], check=False)).returncode == 0
                         and "tracker_backup_archive_updated_timestamp_seconds" in r.stdout and r.stdout,
-                        what="/metrics with the archiver's report")
+                        timeout=60, what="/metrics with the archiver's report")
         served = Exposition(body)
         assert served.value("tracker_backup_archive_enabled", source="sqlite") == 1
         assert served.value("tracker_backup_archive_stalled", source="sqlite") == 0
         m = wait_for(lambda: (m := textfile(box)[1]).get("tracker_backup_archive_updated_timestamp_seconds",
                                                          source="sqlite") and m,
-                     what="the archiver's report in the textfile")
+                     timeout=60, what="the archiver's report in the textfile")
         assert m.value("tracker_backup_archive_lag_seconds", source="sqlite") < 60
     finally:
         box.run(["systemctl", "stop", ARCHIVE], timeout=120)

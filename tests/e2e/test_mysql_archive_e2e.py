@@ -27,9 +27,11 @@ from pathlib import Path
 import pytest
 
 from e2e.conftest import installed_box
+from e2e.guest import journal_text, show
 from support.deployment import BACKUP_USER, DATABASE, Deployment
 from support.docker_engine import DockerEngine, EngineUnavailable, compose_plugin
 from support.mariadb import MysqlWriter
+from support.polling import wait_for
 from support.proc_scan import ProcScanner
 from tracker_backup.engines.mysql.binlog import pitr
 
@@ -121,29 +123,9 @@ def box(site, release, release_deb, tmp_path_factory):
         yield b
 
 
-def show(box, unit: str, *props: str) -> dict[str, str]:
-    out = box.run(["systemctl", "show", unit, "-p", ",".join(props)]).stdout
-    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-
-
-def story(box, unit: str = UNIT) -> str:
-    return box.run(["journalctl", "--no-pager", "-o", "cat", "-u", unit]).stdout
-
-
 def archive_status(box) -> dict:
     proc = box.run(["cat", f"{BACKUPS}/archive/mysql/status.json"], check=False)
     return json.loads(proc.stdout) if proc.returncode == 0 else {}
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.5)
 
 
 def caught_up(box) -> bool:
@@ -200,26 +182,28 @@ def test_the_archive_unit_streams_the_binlog_through_docker_compose_under_its_sa
         box.run(["systemctl", "start", "tracker-backup.service"], timeout=600, check=False)
         props = show(box, "tracker-backup.service", "Result", "ExecMainStatus")
         assert props == {"Result": "success", "ExecMainStatus": "0"}, \
-            (props, story(box, "tracker-backup.service")[-3000:])
+            (props, journal_text(box, "tracker-backup.service")[-3000:])
         # As the operator does after setting continuous = yes: `enable` reloads and starts it.
         out = box.run(["tracker-backup", "enable"], timeout=300).stdout
         assert f"{UNIT}: started" in out, out
         wait_for(lambda: show(box, UNIT, "ActiveState")["ActiveState"] != "activating", 120,
                  "READY=1")
         props = show(box, UNIT, "ActiveState", "Type")
-        assert props == {"ActiveState": "active", "Type": "notify"}, (props, story(box)[-3000:])
-        wait_for(lambda: caught_up(box), 120, f"the archiver to catch up: {archive_status(box)}")
+        assert props == {"ActiveState": "active", "Type": "notify"}, (props, journal_text(box, UNIT)[-3000:])
+        wait_for(lambda: caught_up(box), 120, "the archiver to catch up",
+                 diagnose=lambda: archive_status(box))
         time.sleep(4)
         target = math.floor(time.time()) - 1  # a second well inside the archived stretch
         time.sleep(3)
     finally:
         stats = writer.stop()
     assert stats.get("errors", 0) == 0, stats
-    wait_for(lambda: caught_up(box), 120, f"the archiver to catch up: {archive_status(box)}")
+    wait_for(lambda: caught_up(box), 120, "the archiver to catch up",
+             diagnose=lambda: archive_status(box))
     st = archive_status(box)
     assert st.get("streaming") and not st.get("stalled"), st
-    assert show(box, UNIT, "ActiveState")["ActiveState"] == "active", story(box)[-3000:]
-    text = story(box)
+    assert show(box, UNIT, "ActiveState")["ActiveState"] == "active", journal_text(box, UNIT)[-3000:]
+    text = journal_text(box, UNIT)
     assert "new archive generation" in text, text
 
     # PITR to that second, from a shell in the container, as the operator runs it.
@@ -244,7 +228,7 @@ def test_the_archive_unit_streams_the_binlog_through_docker_compose_under_its_sa
     # path) restores a random second of the archive into a scratch database.
     box.run(["systemctl", "start", "tracker-backup-drill.service"], timeout=600, check=False)
     props = show(box, "tracker-backup-drill.service", "Result", "ExecMainStatus")
-    drill_log = story(box, "tracker-backup-drill.service")
+    drill_log = journal_text(box, "tracker-backup-drill.service")
     assert props == {"Result": "success", "ExecMainStatus": "0"}, (props, drill_log[-3000:])
     assert "CHECK TABLE ok" in drill_log, drill_log[-3000:]
     # The deployment's backup account has no BINLOG ADMIN: the drill's scratch loads go
@@ -258,8 +242,8 @@ def test_the_archive_unit_streams_the_binlog_through_docker_compose_under_its_sa
     # Stop: clean, and the binlog tool goes with the unit (none left in the container).
     box.run(["systemctl", "stop", UNIT], timeout=120)
     props = show(box, UNIT, "Result", "ExecMainStatus")
-    assert props == {"Result": "success", "ExecMainStatus": "0"}, (props, story(box)[-3000:])
-    wait_for(lambda: not binlog_tools(site), 15, f"the binlog tool to go: {binlog_tools(site)}")
+    assert props == {"Result": "success", "ExecMainStatus": "0"}, (props, journal_text(box, UNIT)[-3000:])
+    wait_for(lambda: not binlog_tools(site), 15, "the binlog tool to go", diagnose=lambda: binlog_tools(site))
 
     # No password anywhere in the container's journal (every unit, the shell's restore).
     journal = box.run(["journalctl", "--no-pager", "-o", "verbose"]).stdout

@@ -12,13 +12,14 @@ import time
 
 import pytest
 
+from e2e.guest import DB, STATS, journal_entries, journal_text, show, start_tracker
+from support.polling import wait_for
 from tracker_backup.systemd import MESSAGE_IDS
 
 pytestmark = pytest.mark.e2e
 
 CONF = "/etc/tracker-backup/tracker-backup.conf"
-DB = "/opt/torrust/storage/tracker/lib/database/tracker.db"
-STATS = "/var/lib/tracker-writer/stats.json"
+SERVICE = "tracker-backup.service"
 
 
 def config_text(*, enabled: str = "yes", on_calendar: str = "*-*-* 03:00:00",
@@ -42,27 +43,6 @@ include = tracker/etc/**
 {extra}"""
 
 
-def show(box, unit: str, *props: str) -> dict[str, str]:
-    out = box.run(["systemctl", "show", unit, "-p", ",".join(props)]).stdout
-    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-
-
-def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
-def journal(box, *match: str, unit: str = "tracker-backup.service") -> list[dict]:
-    out = box.run(["journalctl", "--no-pager", "-o", "json", "-u", unit, *match]).stdout
-    return [json.loads(line) for line in out.splitlines() if line.strip()]
-
-
 def snapshots(box) -> list[dict]:
     return json.loads(box.run(["tracker-backup", "list", "--json"]).stdout)
 
@@ -71,20 +51,9 @@ def snapshots(box) -> list[dict]:
 def tracker(container):
     """Tracker storage owned by a non-root uid, with a writer running as that uid."""
     box = container
-    box.sh("useradd --system --uid 1000 --user-group --home-dir /nonexistent torrust; "
-           "mkdir -p /opt/torrust/storage/tracker/etc /opt/torrust/storage/tracker/lib/database "
-           "/opt/torrust/storage/tracker/log /var/lib/tracker-writer; "
+    box.sh("mkdir -p /opt/torrust/storage/tracker/etc /opt/torrust/storage/tracker/log; "
            "echo '[core]' > /opt/torrust/storage/tracker/etc/tracker.toml")
-    box.run(["python3", "-c",
-             "import sys; sys.path.insert(0, '/mnt/tests');"
-             "from pathlib import Path; from support.tracker_db import create_tracker_db;"
-             f"create_tracker_db(Path('{DB}'), rows=60000)"])
-    box.sh("chown -R torrust:torrust /opt/torrust/storage/tracker /var/lib/tracker-writer; "
-           f"chmod 0640 {DB}")
-    box.run(["systemd-run", "--unit=tracker-writer", "--uid=torrust", "--gid=torrust",
-             "python3", "/mnt/tests/support/tracker_writer.py", DB, "--rate", "100",
-             "--stats", STATS, "--existing", "60000"])
-    wait_for(lambda: box.run(["cat", STATS], check=False).returncode == 0, what="writer stats")
+    start_tracker(box, rows=60000)
     box.write(CONF, config_text(rate_limit="1"))
     box.run(["systemctl", "daemon-reload"])
     return box
@@ -114,13 +83,13 @@ def test_service_backs_up_live_db_with_low_priority_and_progress(tracker):
     # While it runs (rate_limit = 1 MB/s keeps it busy a few seconds): its priorities
     # as the kernel sees them, and the STATUS= progress systemd received.
     pid = wait_for(lambda: int(show(box, "tracker-backup", "MainPID")["MainPID"] or 0),
-                   what="MainPID of tracker-backup")
+                   timeout=20, what="MainPID of tracker-backup")
     stat = box.run(["cat", f"/proc/{pid}/stat"]).stdout
     fields = stat.rsplit(")", 1)[1].split()
     nice, policy = int(fields[16]), int(fields[38])  # stat fields 19 and 41
     ionice = box.run(["ionice", "-p", str(pid)]).stdout.strip()
     status_text = wait_for(lambda: show(box, "tracker-backup", "StatusText")["StatusText"],
-                           what="STATUS= from the agent")
+                           timeout=20, what="STATUS= from the agent")
     print(f"service pid {pid}: nice {nice}, policy {policy}, ionice {ionice!r}, "
           f"status {status_text!r}")
     assert nice == 10
@@ -141,14 +110,14 @@ def test_service_backs_up_live_db_with_low_priority_and_progress(tracker):
     owners = box.sh(f"stat -c '%u %a %n' {DB}*").stdout.split("\n")
     assert all(line.startswith("1000 ") for line in owners if line), owners
     # Journal: the structured success message, found by its MESSAGE_ID.
-    entries = journal(box, f"MESSAGE_ID={MESSAGE_IDS['run-succeeded']}")
+    entries = journal_entries(box, f"MESSAGE_ID={MESSAGE_IDS['run-succeeded']}", unit=SERVICE)
     assert len(entries) == 1, entries
     entry = entries[0]
     assert entry["SNAPSHOT"] == snaps[0]["id"]
     assert int(entry["BYTES"]) > 0 and float(entry["DURATION_SEC"]) > 0
     assert entry["PRIORITY"] == "6" and entry["SYSLOG_IDENTIFIER"] == "tracker-backup"
     # Retention ran as the ExecStartPost= step, after the successful backup.
-    assert len(journal(box, f"MESSAGE_ID={MESSAGE_IDS['pruned']}")) == 1
+    assert len(journal_entries(box, f"MESSAGE_ID={MESSAGE_IDS['pruned']}", unit=SERVICE)) == 1
     # Backup files are private.
     modes = box.sh("stat -c '%a' /srv/backups/tracker /srv/backups/tracker/*/ | sort -u").stdout.split()
     assert set(modes) == {"700"}, modes
@@ -180,20 +149,16 @@ def test_disabled_config_stops_the_timer_and_manual_start_still_works(tracker):
     box = tracker
     box.write(CONF, config_text(enabled="no"))
     box.run(["systemctl", "daemon-reload"])
-    try:
-        wait_for(lambda: box.run(["systemctl", "is-active", "tracker-backup.timer"],
-                                 check=False).stdout.strip() == "inactive", what="timer to stop")
-    except AssertionError as exc:
-        diag = box.sh("systemctl status --no-pager tracker-backup-schedule.path "
-                      "tracker-backup-schedule.service tracker-backup.timer; "
-                      "journalctl -b --no-pager | tail -40", check=False).stdout
-        raise AssertionError(f"{exc}\n{diag}") from None
+    wait_for(lambda: box.run(["systemctl", "is-active", "tracker-backup.timer"],
+                             check=False).stdout.strip() == "inactive", timeout=20, what="timer to stop",
+             diagnose=lambda: box.sh("systemctl status --no-pager tracker-backup-schedule.path "
+                                     "tracker-backup-schedule.service tracker-backup.timer; "
+                                     "journalctl -b --no-pager | tail -40", check=False).stdout)
     assert box.run(["test", "-e", "/run/systemd/generator/timers.target.wants/tracker-backup.timer"],
                    check=False).returncode != 0
     # The timer can stop before journald has stored apply-schedule's output (a loaded host).
-    wait_for(lambda: "tracker-backup.timer: inactive" in box.run(
-        ["journalctl", "--no-pager", "-o", "cat", "-u", "tracker-backup-schedule"]).stdout,
-        what="apply-schedule's report in the journal")
+    wait_for(lambda: "tracker-backup.timer: inactive" in journal_text(box, "tracker-backup-schedule"),
+             timeout=20, what="apply-schedule's report in the journal")
     assert box.run(["systemctl", "is-active", "tracker-backup-drill.timer"], check=False).stdout.strip() == "inactive"
     # An inactive timer has no next elapse (systemd: UINT64_MAX): "not scheduled", not a crash.
     status = box.run(["tracker-backup", "status", "--json"], check=False)
@@ -226,8 +191,7 @@ def test_a_restore_from_a_shell_leaves_an_audit_entry_in_the_journal(tracker):
     snap = snapshots(box)[0]["id"]
     box.run(["env", "SUDO_USER=alice", "tracker-backup", "restore", snap, "--kind", "files",
              "--to", "/var/tmp/audit-restore"], timeout=120)
-    out = box.run(["journalctl", "--no-pager", "-o", "json", "TRACKER_BACKUP_EVENT=audit"]).stdout
-    entries = [json.loads(line) for line in out.splitlines() if line.strip()]
+    entries = journal_entries(box, "TRACKER_BACKUP_EVENT=audit")
     mine = [e for e in entries if e.get("TARGET") == "/var/tmp/audit-restore"]
     assert len(mine) == 1, entries
     entry = mine[0]
@@ -239,17 +203,17 @@ def test_a_restore_from_a_shell_leaves_an_audit_entry_in_the_journal(tracker):
 
 def test_failed_backup_fails_the_unit_logs_an_error_event_and_never_prunes(tracker):
     box = tracker
-    pruned = len(journal(box, f"MESSAGE_ID={MESSAGE_IDS['pruned']}"))
+    pruned = len(journal_entries(box, f"MESSAGE_ID={MESSAGE_IDS['pruned']}", unit=SERVICE))
     count = len(snapshots(box))
     box.write(CONF, config_text().replace(DB, "/opt/torrust/storage/tracker/lib/database/gone.db"))
     box.run(["systemctl", "daemon-reload"])
     assert box.run(["systemctl", "start", "tracker-backup.service"], check=False, timeout=120).returncode != 0
     assert show(box, "tracker-backup", "Result", "ExecMainStatus") == \
         {"Result": "exit-code", "ExecMainStatus": "1"}
-    failures = journal(box, f"MESSAGE_ID={MESSAGE_IDS['run-failed']}")
+    failures = journal_entries(box, f"MESSAGE_ID={MESSAGE_IDS['run-failed']}", unit=SERVICE)
     assert len(failures) == 1 and failures[0]["PRIORITY"] == "3", failures
     assert "gone.db" in failures[0]["MESSAGE"], failures[0]["MESSAGE"]
-    assert len(journal(box, f"MESSAGE_ID={MESSAGE_IDS['pruned']}")) == pruned  # no ExecStartPost
+    assert len(journal_entries(box, f"MESSAGE_ID={MESSAGE_IDS['pruned']}", unit=SERVICE)) == pruned  # no ExecStartPost
     assert len(snapshots(box)) == count
     box.write(CONF, config_text())
     box.run(["systemctl", "daemon-reload"])
@@ -268,7 +232,7 @@ def test_mysql_password_file_reaches_the_hardened_service_as_a_credential(tracke
     # No MySQL server here, so the run fails, but in the agent (exit 1), not in systemd's
     # credential setup (243/CREDENTIALS): the credential was delivered under the sandbox.
     assert show(box, "tracker-backup", "ExecMainStatus")["ExecMainStatus"] == "1"
-    failures = journal(box, f"MESSAGE_ID={MESSAGE_IDS['run-failed']}", "--since", since)
+    failures = journal_entries(box, f"MESSAGE_ID={MESSAGE_IDS['run-failed']}", "--since", since, unit=SERVICE)
     assert failures and "mysql" in failures[-1]["MESSAGE"], failures
     logs = box.run(["journalctl", "--no-pager", "-o", "verbose", "--since", since]).stdout
     assert "s3cret-e2e" not in logs
@@ -287,7 +251,7 @@ def test_broken_config_fails_the_unit_with_the_error_in_the_journal(tracker):
     assert proc.returncode != 0
     props = show(box, "tracker-backup", "Result", "ExecMainStatus")
     assert props == {"Result": "exit-code", "ExecMainStatus": "2"}, props
-    errors = journal(box, f"MESSAGE_ID={MESSAGE_IDS['config-error']}", "--since", since)
+    errors = journal_entries(box, f"MESSAGE_ID={MESSAGE_IDS['config-error']}", "--since", since, unit=SERVICE)
     assert errors, "no config-error entry in the journal"
     message = errors[-1]["MESSAGE"]
     assert "/etc/tracker-backup/tracker-backup.conf" in message
@@ -321,7 +285,7 @@ def test_sigkill_inside_a_maintenance_window_still_restarts_the_tracker(tracker)
     box.run(["systemctl", "daemon-reload"])
     box.run(["systemctl", "start", "--no-block", "tracker-backup.service"])
     wait_for(lambda: "stop" in box.run(["cat", window_log], check=False).stdout,
-             what="the maintenance window to open")
+             timeout=20, what="the maintenance window to open")
     time.sleep(0.5)
     box.run(["systemctl", "kill", "--signal=SIGKILL", "tracker-backup.service"])
     wait_for(lambda: show(box, "tracker-backup", "ActiveState")["ActiveState"] in ("inactive", "failed"),
