@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from tracker_backup.archive.store import Generation, SourceArchive
 from tracker_backup.artifacts import fsync_dir
+from tracker_backup.store import Snapshot
 
 DAY = 86400.0
 
@@ -81,6 +83,17 @@ def plan_prune(archive: SourceArchive, kept_bases: dict[str, list[int]],
                                            f"entries {s.first_seq}..{s.last_seq} precede the anchor "
                                            f"(entry {anchor})", _size(s.path)))
     return out
+
+
+def prune_for(archive: SourceArchive, kept_bases: dict[str, list[int]], kept: list[Snapshot],
+              keep_days: int, dry_run: bool) -> list[str]:
+    """Plan and (unless `dry_run`) apply the prune, given the snapshots retention keeps and
+    the entries their bases stand at; lines saying what went (or would go)."""
+    started = [s.started.timestamp() for s in kept if s.good and s.started]
+    plan = plan_prune(archive, kept_bases, min(started) if started else None, keep_days, time.time())
+    if not dry_run:
+        apply_prune(plan)
+    return [("would delete " if dry_run else "deleted ") + d.line() for d in plan]
 
 
 def apply_prune(deletions: list[ArchiveDeletion]) -> int:

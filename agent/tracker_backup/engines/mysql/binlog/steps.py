@@ -175,9 +175,4 @@ def prune(config, kept: list[Snapshot], dry_run: bool) -> list[str]:
         for base in span.bases:
             if base.snapshot in kept_ids:
                 kept_bases.setdefault(span.generation.id, []).append(max(0, base.fde_seq - 1))
-    started = [s.started.timestamp() for s in kept if s.good and s.started]
-    plan = archive_retention.plan_prune(archive, kept_bases, min(started) if started else None,
-                                        config.retention.keep_days, time.time())
-    if not dry_run:
-        archive_retention.apply_prune(plan)
-    return [("would delete " if dry_run else "deleted ") + d.line() for d in plan]
+    return archive_retention.prune_for(archive, kept_bases, kept, config.retention.keep_days, dry_run)
