@@ -18,15 +18,19 @@ from support.writer_process import WriterProcess  # noqa: E402
 
 
 class Cli:
-    """Runs the real `python3 -m tracker_backup` in a child process."""
+    """Runs the real `python3 -m tracker_backup` in a child process (environment: `env`, by
+    default agent_env() at each call; `timeout`: the default of each call)."""
 
-    def __init__(self, config: Path):
+    def __init__(self, config: Path, *, env: dict[str, str] | None = None, timeout: float = 300):
         self.config = config
+        self.env = env
+        self.timeout = timeout
 
-    def __call__(self, *args: str, check: bool | None = None, timeout: float = 300,
+    def __call__(self, *args: str, check: bool | None = None, timeout: float | None = None,
                  config: Path | None = None) -> subprocess.CompletedProcess:
         cmd = [sys.executable, "-m", "tracker_backup", "--config", str(config or self.config), *args]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=agent_env())
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout or self.timeout,
+                              env=self.env or agent_env())
         if check and proc.returncode != 0:
             raise AssertionError(f"{cmd} exited {proc.returncode}\nstdout:{proc.stdout}\n"
                                  f"stderr:{proc.stderr}")
@@ -35,7 +39,7 @@ class Cli:
     def popen(self, *args: str) -> subprocess.Popen:
         cmd = [sys.executable, "-m", "tracker_backup", "--config", str(self.config), *args]
         return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=agent_env())
+                                env=self.env or agent_env())
 
 
 def write_config(path: Path, text: str) -> Path:

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import os
 import secrets
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import agent_env
+from conftest import Cli, agent_env
 from support.deployment import BACKUP_USER, DATABASE, Deployment
 from support.docker_engine import DockerEngine, EngineUnavailable
 
@@ -40,27 +38,12 @@ def docker_engine() -> Iterator[DockerEngine]:
         engine.stop()
 
 
-class Agent:
+class Agent(Cli):
     """The real CLI on the host, talking to the deployment through exec_prefix."""
 
     def __init__(self, engine: DockerEngine, config: Path):
-        self.config = config
-        self.env = agent_env(DOCKER_HOST=engine.env["DOCKER_HOST"],
-                             DOCKER_CONFIG=engine.env["DOCKER_CONFIG"])
-
-    def __call__(self, *args: str, check: bool = False, timeout: float = 600
-                 ) -> subprocess.CompletedProcess:
-        cmd = [sys.executable, "-m", "tracker_backup", "--config", str(self.config), *args]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=self.env)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"{args} exited {proc.returncode}\nstdout:{proc.stdout}\n"
-                                 f"stderr:{proc.stderr}")
-        return proc
-
-    def popen(self, *args: str) -> subprocess.Popen:
-        cmd = [sys.executable, "-m", "tracker_backup", "--config", str(self.config), *args]
-        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=self.env)
+        super().__init__(config, timeout=600, env=agent_env(DOCKER_HOST=engine.env["DOCKER_HOST"],
+                                                            DOCKER_CONFIG=engine.env["DOCKER_CONFIG"]))
 
 
 class Host:
