@@ -28,9 +28,14 @@ class SqliteEngine(contract.Engine):
         return sqlite_config.parse_section(section)
 
     def preflight(self, config: Config) -> Findings:
-        from tracker_backup.engines.sqlite.preflight import check_sqlite
+        from tracker_backup.engines.sqlite.preflight import check_sqlite, layout_advice
 
-        return check_sqlite(config.section(self.kind))
+        found = check_sqlite(config.section(self.kind))
+        advice = layout_advice(config.section(self.kind).database, config.backup.layout,
+                               config.retention.keep_last)
+        if advice:
+            found.notes.append(advice)
+        return found
 
     def backup(self, config: Config, ctx: contract.RunContext) -> contract.SourceResult:
         from tracker_backup.engines.sqlite.backup import SqliteBackup
