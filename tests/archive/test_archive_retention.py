@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from tracker_backup.archive.retention import apply_prune, plan_prune
-from tracker_backup.archive.store import Shipper, SourceArchive
+import threading
+
+from tracker_backup.archive import retention
+from tracker_backup.archive.retention import apply_prune, plan_prune, prune_for
+from tracker_backup.archive.store import Shipper, SourceArchive, maintenance_lock
 
 
 def _gen_with(tmp_path, arch, n_segments=4, per=10, t0=1000.0, base_seqs=(0,)):
@@ -61,3 +64,35 @@ def test_older_generation_goes_only_when_no_kept_snapshot_needs_it(tmp_path):
     assert [d.path for d in plan if d.kind == "generation"] == [old.path]
     apply_prune(plan)
     assert [g.id for g in arch.generations()] == [new.id]
+
+
+def test_a_prune_waits_for_a_compaction_in_progress_then_prunes(tmp_path):
+    arch = SourceArchive(tmp_path, "sqlite")
+    gen = _gen_with(tmp_path, arch)
+    held, release = threading.Event(), threading.Event()
+
+    def compaction():  # the archiver's turn, as another open of the lock file
+        with maintenance_lock(arch.path, 0) as got:
+            assert got
+            held.set()
+            release.wait(5)
+
+    t = threading.Thread(target=compaction)
+    t.start()
+    held.wait(5)
+    threading.Timer(0.3, release.set).start()
+    lines = prune_for(arch, {gen.id: [25]}, [], keep_days=7, dry_run=False)
+    t.join()
+    assert [ln for ln in lines if "segment" in ln] and all(ln.startswith("deleted") for ln in lines)
+    assert gen.segments() == (gen.segments()[0], None) and gen.segments()[0][0].first_seq == 21
+
+
+def test_a_prune_that_cannot_get_its_turn_deletes_nothing_and_says_so(tmp_path, monkeypatch):
+    arch = SourceArchive(tmp_path, "sqlite")
+    gen = _gen_with(tmp_path, arch)
+    before = sorted(p.name for p in gen.path.iterdir())
+    monkeypatch.setattr(retention, "PRUNE_WAIT", 0.2)
+    with maintenance_lock(arch.path, 0):
+        lines = prune_for(arch, {gen.id: [25]}, [], keep_days=7, dry_run=False)
+    assert len(lines) == 1 and "not pruned this time" in lines[0] and "nothing deleted" in lines[0]
+    assert sorted(p.name for p in gen.path.iterdir()) == before

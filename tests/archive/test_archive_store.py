@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tracker_backup.archive.segment import SegmentError
-from tracker_backup.archive.store import Shipper, SourceArchive, merge_segments
+from tracker_backup.archive.store import Shipper, SourceArchive, maintenance_lock, merge_segments
 from tracker_backup.errors import LockHeld, RunFailed
 
 
@@ -104,6 +104,20 @@ def test_compaction_merges_old_level0_segments_into_minute_segments(tmp_path):
     assert after[0].last_time - after[0].first_time <= 60 and len(after) <= 2 + before // 5 + 1
     assert [e.seq for e in gen.iter_entries(0)] == list(range(1, 1501))
 
+
+
+def test_compaction_skips_its_turn_while_a_prune_holds_the_maintenance_lock(tmp_path):
+    # A prune (another process) writes the PRUNED marker and deletes segments; a merge begun
+    # before the marker and published after it would start before the marker's entry, and
+    # no reader would accept the list. So compaction never runs while a prune holds the lock.
+    _, gen = _gen(tmp_path)
+    sh = _ship(gen, 300, 5, t0=0.0, dt=0.1)
+    before = sorted(p.name for p in gen.segment_files())
+    with maintenance_lock(gen.path.parent, 0) as got:
+        assert got
+        assert sh.compact(now=10_000.0) == 0
+        assert sorted(p.name for p in gen.segment_files()) == before
+    assert sh.compact(now=10_000.0) >= 2  # its next turn, once the prune is done
 
 def test_one_archiver_per_source(tmp_path):
     arch = SourceArchive(tmp_path, "sqlite")

@@ -237,7 +237,11 @@ def test_the_archive_unit_streams_the_binlog_through_docker_compose_under_its_sa
     assert not [d for d in site.dep.databases() if d.startswith("tracker_backup_verify_")]
     scanner.stop()
     assert not scanner.leaks, scanner.leaks
-    assert {"docker", "mariadb-binlog", "mariadb-dump"} <= scanner.seen, sorted(scanner.seen)
+    # The scan covered the streaming side (long-lived: it cannot slip between two scans). The
+    # dump lasts a moment and a loaded host can scan past it (CI, once): its argv/environ are
+    # proven by tests/docker/test_compose_mysql.py and tests/engines/mysql/test_mysql_backup.py.
+    missing = {"docker", "mariadb-binlog"} - scanner.seen
+    assert not missing, (sorted(missing), scanner.scans, sorted(scanner.seen))
 
     # Stop: clean, and the binlog tool goes with the unit (none left in the container).
     box.run(["systemctl", "stop", UNIT], timeout=120)

@@ -20,7 +20,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tracker_backup.archive.store import Generation, SourceArchive
+from tracker_backup.archive.store import (
+    MAINTENANCE_LOCK,
+    Generation,
+    SourceArchive,
+    maintenance_lock,
+)
 from tracker_backup.artifacts import fsync_dir
 from tracker_backup.store import Snapshot
 
@@ -85,14 +90,25 @@ def plan_prune(archive: SourceArchive, kept_bases: dict[str, list[int]],
     return out
 
 
+PRUNE_WAIT = 120.0  # s a prune waits for a compaction in progress (merging takes seconds)
+
+
 def prune_for(archive: SourceArchive, kept_bases: dict[str, list[int]], kept: list[Snapshot],
               keep_days: int, dry_run: bool) -> list[str]:
     """Plan and (unless `dry_run`) apply the prune, given the snapshots retention keeps and
     the entries their bases stand at; lines saying what went (or would go)."""
     started = [s.started.timestamp() for s in kept if s.good and s.started]
-    plan = plan_prune(archive, kept_bases, min(started) if started else None, keep_days, time.time())
-    if not dry_run:
-        apply_prune(plan)
+    if not archive.path.is_dir():
+        return []
+    # Planned and applied under the maintenance lock: the archiver's compaction waits.
+    with maintenance_lock(archive.path, PRUNE_WAIT) as got:
+        if not got:
+            return [f"archive {archive.source}: not pruned this time: its compaction held "
+                    f"{archive.path / MAINTENANCE_LOCK} for {PRUNE_WAIT:g} s (nothing deleted)"]
+        plan = plan_prune(archive, kept_bases, min(started) if started else None, keep_days,
+                          time.time())
+        if not dry_run:
+            apply_prune(plan)
     return [("would delete " if dry_run else "deleted ") + d.line() for d in plan]
 
 

@@ -46,6 +46,11 @@ log = logging.getLogger(__name__)
 ARCHIVE_DIR = "archive"
 GENERATION_FILE = "GENERATION.json"
 PRUNED_FILE = "PRUNED.json"  # where the generation's kept entries start after retention
+# Compaction (in the archiver) and prune (in a run, another process) of one source take turns
+# on this lock: both rewrite the segment list, and a merge of segments begun before a prune's
+# PRUNED marker and published after it would start before the marker's entry, a list no
+# reader accepts (every later entry then unreadable). Seen under load in CI.
+MAINTENANCE_LOCK = ".maintenance.lock"
 GEN_RE = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
 BASE_JSON_RE = re.compile(r"^base-(\d{12})\.json$")
 # Compaction levels: (level, merge segments older than AGE s into groups spanning <= SPAN s).
@@ -54,6 +59,31 @@ COMPACTION = ((1, 60.0, 60.0), (2, 900.0, 600.0))
 
 def archive_root(backup_path: Path) -> Path:
     return Path(backup_path) / ARCHIVE_DIR
+
+
+@contextlib.contextmanager
+def maintenance_lock(source_dir: Path, wait: float) -> Iterator[bool]:
+    """Hold the source's MAINTENANCE_LOCK; yields False if it was not had within `wait` s
+    (the caller then skips its turn: a skipped compaction or prune loses nothing)."""
+    import time
+
+    fd = os.open(Path(source_dir) / MAINTENANCE_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                 FILE_MODE)
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                got = True
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    got = False
+                    break
+                time.sleep(0.05)
+        yield got
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -421,16 +451,22 @@ class Shipper:
         self.oldest_pending_time = None
 
     def compact(self, now: float) -> int:
-        """Merge one group of old small segments (see COMPACTION); returns segments merged."""
-        segs, problem = self.generation.segments()
-        if problem:
+        """Merge one group of old small segments (see COMPACTION); returns segments merged.
+
+        Skipped (0) while a prune holds the source's maintenance lock."""
+        with maintenance_lock(self.generation.path.parent, 0) as got:
+            if not got:
+                return 0
+            segs, problem = self.generation.segments()
+            if problem:
+                return 0
+            for level, age, span in COMPACTION:
+                group = _closed_group(segs, level, now - age, span)
+                if len(group) >= 2:
+                    merge_segments(self.generation, group, level=level,
+                                   zstd_level=self.zstd_level)
+                    return len(group)
             return 0
-        for level, age, span in COMPACTION:
-            group = _closed_group(segs, level, now - age, span)
-            if len(group) >= 2:
-                merge_segments(self.generation, group, level=level, zstd_level=self.zstd_level)
-                return len(group)
-        return 0
 
 
 def _closed_group(segs: list[SegmentInfo], level: int, older_than: float,
