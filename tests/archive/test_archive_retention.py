@@ -96,3 +96,22 @@ def test_a_prune_that_cannot_get_its_turn_deletes_nothing_and_says_so(tmp_path, 
         lines = prune_for(arch, {gen.id: [25]}, [], keep_days=7, dry_run=False)
     assert len(lines) == 1 and "not pruned this time" in lines[0] and "nothing deleted" in lines[0]
     assert sorted(p.name for p in gen.path.iterdir()) == before
+
+
+def test_a_prune_whose_anchor_is_past_every_published_segment_keeps_the_newest_one(tmp_path):
+    # A run's page snapshot pins the WAL at entry 45; the archiver (lagging under load) has
+    # published up to 40. Deleting all four segments left no PRUNED marker: the archiver's
+    # next segment (41..) then did not follow entry 1's chain and the generation was unreadable.
+    arch = SourceArchive(tmp_path, "sqlite")
+    gen = _gen_with(tmp_path, arch)
+    apply_prune(plan_prune(arch, {gen.id: [45]}, oldest_kept_snapshot=1045, keep_days=7, now=2000))
+    segs, problem = gen.segments()
+    assert problem is None and [(s.first_seq, s.last_seq) for s in segs] == [(31, 40)]
+    sh = Shipper(gen)
+    assert sh.last_seq == 40
+    for i in range(10):
+        sh.append(2000.0 + i, {}, b"d")
+    sh.publish()
+    segs, problem = gen.segments()
+    assert problem is None and [(s.first_seq, s.last_seq) for s in segs] == [(31, 40), (41, 50)]
+    assert [e.seq for e in gen.iter_entries(44)] == list(range(45, 51))

@@ -82,7 +82,12 @@ def plan_prune(archive: SourceArchive, kept_bases: dict[str, list[int]],
             if b.seq < anchor:
                 out.append(ArchiveDeletion(b.path, "base", f"older than the anchor (entry {anchor})",
                                            _size(b.path)))
-        for s in segs:
+        # The newest segment always stays, even when the anchor is past it (a run's snapshot
+        # the archiver has not published up to yet): its trailer is where the archive goes on
+        # from, and the PRUNED marker is the first seq of the first segment kept. Deleting every
+        # segment left no marker, so the next published segment no longer followed entry 1's
+        # chain and no reader accepted the generation (seen in CI, under load).
+        for s in segs[:-1]:
             if s.last_seq <= anchor:
                 out.append(ArchiveDeletion(s.path, "segment",
                                            f"entries {s.first_seq}..{s.last_seq} precede the anchor "
