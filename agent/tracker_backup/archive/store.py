@@ -49,7 +49,8 @@ PRUNED_FILE = "PRUNED.json"  # where the generation's kept entries start after r
 # Compaction (in the archiver) and prune (in a run, another process) of one source take turns
 # on this lock: both rewrite the segment list, and a merge of segments begun before a prune's
 # PRUNED marker and published after it would start before the marker's entry, a list no
-# reader accepts (every later entry then unreadable). Seen under load in CI.
+# reader accepts (every later entry then unreadable). Found by reading the code while tracing
+# a CI failure whose cause was another (retention.py: the newest segment always stays).
 MAINTENANCE_LOCK = ".maintenance.lock"
 GEN_RE = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
 BASE_JSON_RE = re.compile(r"^base-(\d{12})\.json$")
