@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 
 import psutil
 
@@ -56,6 +57,9 @@ def test_retention_failing_after_publish_keeps_new_snapshot_and_says_it_was_publ
     assert_survived(host, before, db_before, may_delete={old})
 
 
+RENAMES = ("82", "264", "316")  # rename, renameat, renameat2 (x86_64)
+
+
 def _held_in(pid: int, numbers: tuple[str, ...]) -> bool:
     """True while the process sits in one of these syscalls (x86_64 numbers)."""
     try:
@@ -73,8 +77,11 @@ def test_sigterm_during_retention_reports_the_published_snapshot_and_cleans_up(t
     # Hold the agent for a moment at the rename that hides the old snapshot, then stop it.
     proc = host.start("run", prefix=trap_command(host.backups / old, "rename,renameat,renameat2",
                                                  action="delay_enter=2000000"))
+    # Held in a rename for 0.3 s: the trapped one (2 s), not a passing rename of the run's own
+    # files (state, staging), which a loaded host can catch mid-call (CI, once).
     agent = wait_for(lambda: next((c for c in psutil.Process(proc.pid).children()
-                                   if _held_in(c.pid, ("82", "264", "316"))), None),
+                                   if _held_in(c.pid, RENAMES) and not time.sleep(0.3)
+                                   and _held_in(c.pid, RENAMES)), None),
                      what="retention's rename", proc=proc)
     agent.send_signal(signal.SIGTERM)
     _out, err = proc.communicate(timeout=60)
